@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Entrypoint of the image: start the vLLM drop-in environment on the model in $CODE_DIR.
+# Settings come from the platform: runtime parameters (MLOPS_RUNTIME_PARAM_*), TARGET_NAME,
+# ADDRESS (default 0.0.0.0:8080). Extra arguments go to `python -m vllm_dropin serve`.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export PYTHONPATH="${here}${PYTHONPATH:+:${PYTHONPATH}}"
+export PYTHONUNBUFFERED=1
+exec "${PYTHON:-python3}" -m vllm_dropin serve "$@"

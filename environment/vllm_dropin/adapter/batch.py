@@ -1,0 +1,140 @@
+"""Batch predictions: every row of the prompt column becomes one chat completion.
+
+Rows go to vLLM concurrently (bounded by `max_concurrent_rows`) so its continuous batching
+is used; results are written back by row position, so the output has exactly one row per
+input row, in input order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+import pandas as pd
+from datarobot_drum.drum.exceptions import CustomHTTPError
+
+from ..plan import BatchSettings
+from .client import UPSTREAM_UNREACHABLE, Upstream
+
+ERROR_COLUMN = "error"
+MAX_LISTED_ERRORS = 5
+
+
+@dataclass
+class RowResult:
+    choices: list[str] | None = None
+    error: str | None = None
+
+
+def choice_columns(target: str, n: int) -> list[str]:
+    """Output columns: the target holds choice 1, then choice_2 ... choice_n."""
+    return [target] + [f"choice_{i}" for i in range(2, n + 1)]
+
+
+def prompt_problem(value: Any) -> str | None:
+    """Why a cell cannot be sent as a prompt, or None when it can."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "prompt is empty (missing value)"
+    if not isinstance(value, str):
+        return f"prompt is not text ({type(value).__name__})"
+    if not value.strip():
+        return "prompt is empty"
+    return None
+
+
+def messages_for(prompt: str, system_prompt: str | None) -> list[dict[str, str]]:
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return [*system, {"role": "user", "content": prompt}]
+
+
+def request_for(prompt: str, settings: BatchSettings, model: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages_for(prompt, settings.system_prompt),
+        "max_tokens": settings.max_tokens,
+        "n": settings.n,
+    }
+    if settings.temperature is not None:
+        body["temperature"] = settings.temperature
+    return body
+
+
+def prompts_of(data: pd.DataFrame, column: str) -> list[Any]:
+    if column not in data.columns:
+        present = ", ".join(map(str, data.columns)) or "(none)"
+        raise CustomHTTPError(
+            f"prompt column '{column}' is missing; columns present: {present} "
+            "(set runtime parameter 'prompt_column_name' to choose another)",
+            status_code=422,
+        )
+    return data[column].tolist()
+
+
+def _complete(upstream: Upstream, prompt: str) -> RowResult:
+    try:
+        completion = upstream.client.chat.completions.create(**request_for(prompt, upstream.batch, upstream.model))
+    except openai.APIStatusError as exc:
+        if exc.status_code >= 500:
+            raise
+        return RowResult(error=f"rejected by vLLM: {_upstream_message(exc)}")
+    ordered = sorted(completion.choices, key=lambda c: c.index)
+    return RowResult(choices=[c.message.content or "" for c in ordered])
+
+
+def _upstream_message(exc: openai.APIStatusError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    if isinstance(body.get("error"), dict):
+        body = body["error"]
+    return str(body.get("message") or exc.message).replace("\n", " ")
+
+
+def run_rows(prompts: Sequence[Any], complete: Callable[[str], RowResult], concurrency: int) -> list[RowResult]:
+    """One RowResult per prompt, in order; bad prompts are not sent."""
+    results: list[RowResult] = [RowResult() for _ in prompts]
+    todo = []
+    for i, prompt in enumerate(prompts):
+        problem = prompt_problem(prompt)
+        if problem:
+            results[i] = RowResult(error=problem)
+        else:
+            todo.append(i)
+    if todo:
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(todo))) as pool:
+            for i, result in zip(todo, pool.map(lambda j: complete(prompts[j]), todo), strict=False):
+                results[i] = result
+    return results
+
+
+def to_frame(results: list[RowResult], target: str, settings: BatchSettings) -> pd.DataFrame:
+    """The prediction frame; in 'fail' mode, an error naming every bad row instead."""
+    failed = [(i, r.error) for i, r in enumerate(results) if r.error is not None]
+    if failed and settings.row_errors == "fail":
+        listed = "; ".join(f"row {i}: {err}" for i, err in failed[:MAX_LISTED_ERRORS])
+        more = f"; and {len(failed) - MAX_LISTED_ERRORS} more" if len(failed) > MAX_LISTED_ERRORS else ""
+        raise CustomHTTPError(
+            f"{len(failed)} of {len(results)} rows failed (rows numbered from 0): {listed}{more}. "
+            "Fix these rows, or set runtime parameter 'row_errors' to 'column' to get the other rows "
+            "with an error column.",
+            status_code=422,
+        )
+    n = settings.n
+    cells = [[*(r.choices or [])[:n], *[None] * (n - len((r.choices or [])[:n]))] for r in results]
+    frame = pd.DataFrame(cells, columns=choice_columns(target, n), dtype=object)
+    if settings.row_errors == "column":
+        frame[ERROR_COLUMN] = [r.error for r in results]
+    return frame
+
+
+def score(data: pd.DataFrame, upstream: Upstream, target: str) -> pd.DataFrame:
+    prompts = prompts_of(data, upstream.batch.prompt_column)
+    try:
+        results = run_rows(prompts, lambda p: _complete(upstream, p), upstream.batch.max_concurrent_rows)
+    except openai.APIConnectionError:
+        raise CustomHTTPError(UPSTREAM_UNREACHABLE, status_code=503) from None
+    except openai.APIStatusError as exc:
+        raise CustomHTTPError(f"vLLM failed: {_upstream_message(exc)}", status_code=502) from None
+    return to_frame(results, target, upstream.batch)

@@ -1,0 +1,47 @@
+"""OpenAI chat completions passed through to vLLM, streaming included."""
+
+from __future__ import annotations
+
+import inspect
+from functools import cache
+from typing import Any
+
+import openai
+from datarobot_drum.drum.exceptions import CustomHTTPError
+
+from .client import UPSTREAM_UNREACHABLE, Upstream
+
+
+@cache
+def _named_params() -> frozenset[str]:
+    return frozenset(inspect.signature(openai.resources.chat.Completions.create).parameters) - {"self"}
+
+
+def split_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for the openai client: fields it does not name (vLLM's extensions such as
+    top_k or min_tokens) travel in extra_body unchanged."""
+    named = _named_params()
+    kwargs = {k: v for k, v in params.items() if k in named}
+    extra = {k: v for k, v in params.items() if k not in named}
+    if extra:
+        kwargs["extra_body"] = {**extra, **kwargs.get("extra_body", {})}
+    return kwargs
+
+
+def chat(params: dict[str, Any], upstream: Upstream) -> Any:
+    """A ChatCompletion, or a stream of chunks when params ask for stream=true."""
+    if not isinstance(params, dict):
+        raise CustomHTTPError("chat request body must be a JSON object", status_code=400)
+    try:
+        return upstream.client.chat.completions.create(**split_params(params))
+    except openai.APIStatusError as exc:
+        raise CustomHTTPError(f"vLLM: {exc.message}", status_code=exc.status_code) from None
+    except openai.APIConnectionError:
+        raise CustomHTTPError(UPSTREAM_UNREACHABLE, status_code=503) from None
+
+
+def models(upstream: Upstream) -> list[Any]:
+    try:
+        return list(upstream.client.models.list())
+    except openai.APIConnectionError:
+        raise CustomHTTPError(UPSTREAM_UNREACHABLE, status_code=503) from None

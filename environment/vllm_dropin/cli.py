@@ -1,0 +1,78 @@
+"""Command line: `serve` (the image's entrypoint) and `check` (validate, print, launch nothing)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import engine_config, hook, runtime_params
+from . import plan as plan_mod
+from .errors import ConfigError
+
+log = logging.getLogger("vllm_dropin")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vllm_dropin", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("serve", "start vLLM and DRUM and supervise them"),
+        ("check", "validate a model folder and parameters; print the vLLM command"),
+    ):
+        cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument(
+            "--code-dir",
+            type=Path,
+            default=Path(os.environ.get("CODE_DIR", ".")),
+            help="the custom model folder (default: $CODE_DIR)",
+        )
+        cmd.add_argument(
+            "--runtime-params-file",
+            help="YAML of runtime parameter values for local "
+            "runs, as `drum --runtime-params-file` (needs model-metadata.yaml)",
+        )
+        if name == "serve":
+            cmd.add_argument(
+                "--address",
+                default=os.environ.get("ADDRESS", "0.0.0.0:8080"),
+                help="DRUM's listen address (default: $ADDRESS or 0.0.0.0:8080)",
+            )
+    return parser
+
+
+def check(code_dir: Path) -> int:
+    from .launch.vllm_server import vllm_executable
+
+    values = runtime_params.read()
+    engine_args = engine_config.load(code_dir)
+    user_hook = hook.find(code_dir)
+    plan = plan_mod.build(values, engine_args, code_dir, assume_hook_fills=user_hook is not None)
+    command = plan_mod.vllm_command(plan, vllm_executable(), "<free port>")
+    print(f"code dir: {code_dir}")
+    print(f"load_model hook: {'runs once before launch' if user_hook else 'none'}")
+    for line in plan_mod.describe(plan, command, plan_mod.vllm_env_additions(plan, os.environ, "<per-launch key>")):
+        print(line)
+    print("OK: ready to launch")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    code_dir = args.code_dir.resolve()
+    try:
+        if not code_dir.is_dir():
+            raise ConfigError(f"code dir {code_dir} is not a folder (set CODE_DIR or --code-dir)")
+        if args.runtime_params_file:
+            runtime_params.load_params_file(args.runtime_params_file, str(code_dir))
+        if args.command == "check":
+            return check(code_dir)
+    except (ConfigError, hook.HookError) as exc:
+        log.error("%s", exc)
+        return 2
+    from .launch.supervisor import serve
+
+    return serve(code_dir, args.address)

@@ -1,0 +1,1 @@
+"""Side effects: start vLLM and DRUM, wait for them, supervise them, stop them."""

@@ -1,0 +1,62 @@
+"""Start `drum server` (textgeneration) with the environment's adapter as its custom model."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from .. import plan as plan_mod
+from ..plan import LaunchPlan
+from .processes import Child
+from .vllm_server import Upstream
+
+ADAPTER_CODE_DIR = Path(__file__).resolve().parent.parent / "adapter" / "drum_code"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
+DEFAULT_TARGET = "resultText"
+
+# DRUM's gunicorn reads these as runtime parameters. A sync worker answers one request at a
+# time; gevent lets one worker hold many chat streams and batch requests while they wait on
+# vLLM. Users who set them keep their values.
+DRUM_SERVER_DEFAULTS = {
+    "DRUM_GUNICORN_WORKER_CLASS": {"type": "string", "payload": "gevent"},
+    "DRUM_WORKER_CONNECTIONS": {"type": "numeric", "payload": 1024},
+}
+
+
+def drum_env(plan: LaunchPlan, upstream: Upstream, base: Mapping[str, str]) -> dict[str, str]:
+    """DRUM's environment: the platform's (it needs DATAROBOT_* and runtime params) plus the adapter's settings."""
+    env = dict(base)
+    env.update(plan_mod.cache_env(plan))
+    env.setdefault("TARGET_NAME", DEFAULT_TARGET)
+    for name, payload in DRUM_SERVER_DEFAULTS.items():
+        env.setdefault(f"MLOPS_RUNTIME_PARAM_{name}", json.dumps(payload))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), base.get("PYTHONPATH", "")) if p)
+    env.update(
+        DROPIN_UPSTREAM_URL=upstream.base_url,
+        DROPIN_UPSTREAM_KEY=upstream.api_key,
+        DROPIN_UPSTREAM_MODEL=upstream.model,
+        DROPIN_BATCH=plan.batch.to_json(),
+    )
+    return env
+
+
+def drum_command(address: str) -> list[str]:
+    beside = Path(sys.executable).with_name("drum")
+    drum = str(beside) if beside.exists() else "drum"
+    return [
+        drum,
+        "server",
+        "--code-dir",
+        str(ADAPTER_CODE_DIR),
+        "--target-type",
+        "textgeneration",
+        "--address",
+        address,
+    ]
+
+
+def start(plan: LaunchPlan, upstream: Upstream, address: str) -> Child:
+    return Child("drum", drum_command(address), drum_env(plan, upstream, os.environ), secrets=[upstream.api_key])
