@@ -123,6 +123,10 @@ def build_tokenizer(out: Path, vocab_size: int = 2048, seed: int = 0) -> int:
     return len(fast)
 
 
+def _printable(text: str) -> bool:
+    return bool(text) and text.isascii() and text.isprintable()
+
+
 def build_model(out: Path, size: str = "tiny", seed: int = 0, device: str = "cpu") -> Path:
     """Write config, random weights (safetensors) and tokenizer into `out`; returns `out`."""
     import torch
@@ -143,6 +147,12 @@ def build_model(out: Path, size: str = "tiny", seed: int = 0, device: str = "cpu
     torch.manual_seed(seed)
     with torch.device(device):
         model = LlamaForCausalLM(config)
+    # Special tokens (EOS included) and tokens that are not printable ASCII (lone bytes of UTF-8
+    # sequences, which a detokenizer holds back) get logit 0, below the best of hundreds of random
+    # logits: answers run to max_tokens and are readable gibberish, never blank.
+    muted = [i for i in range(vocab) if i < len(SPECIAL_TOKENS) or not _printable(tok.decode([i]))]
+    with torch.no_grad():
+        model.lm_head.weight[muted] = 0.0
     dtype = torch.float32 if size == "tiny" else torch.bfloat16
     model.to(dtype).save_pretrained(out, safe_serialization=True)
     (out / "generation_config.json").write_text(

@@ -169,3 +169,19 @@ PARAMETERS: tuple[Parameter, ...] = (
 
 BY_NAME: dict[str, Parameter] = {p.name: p for p in PARAMETERS}
 DEFAULT_SERVED_ALIAS = "datarobot-deployed-llm"
+
+
+def metadata_definition(param: Parameter) -> dict[str, Any]:
+    """The parameter as a `runtimeParameterDefinitions` entry of model-metadata.yaml."""
+    entry: dict[str, Any] = {"fieldName": param.name, "type": param.type}
+    if param.type == "credential":
+        entry["credentialType"] = "api_token"
+    if param.default is not None:
+        entry["defaultValue"] = param.default
+    if param.minimum is not None:
+        entry["minValue"] = param.minimum
+    if param.maximum is not None:
+        entry["maxValue"] = param.maximum
+    entry["allowEmpty"] = True
+    entry["description"] = param.help
+    return entry

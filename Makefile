@@ -1,0 +1,22 @@
+# Developer entry points; README.md's first two commands are `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LOCKS := environment/requirements-cpu.lock tests/requirements.lock
+
+.PHONY: venv demo test lint
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: $(LOCKS) environment/install.sh
+	python3 -m venv $(VENV)
+	PYTHON=$(PY) bash environment/install.sh $(LOCKS)
+	touch $@
+
+demo: venv
+	$(PY) -m demo.run_demo
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
