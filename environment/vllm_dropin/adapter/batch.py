@@ -125,7 +125,7 @@ def to_frame(results: list[RowResult], target: str, settings: BatchSettings) -> 
     cells = [[*(r.choices or [])[:n], *[None] * (n - len((r.choices or [])[:n]))] for r in results]
     frame = pd.DataFrame(cells, columns=choice_columns(target, n), dtype=object)
     if settings.row_errors == "column":
-        frame[ERROR_COLUMN] = [r.error for r in results]
+        frame[ERROR_COLUMN] = pd.Series([r.error for r in results], dtype=object)
     return frame
 
 

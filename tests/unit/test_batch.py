@@ -1,0 +1,89 @@
+"""Batch adapter logic: one output row per input row, in order, errors naming rows."""
+
+import math
+
+import pandas as pd
+import pytest
+from datarobot_drum.drum.exceptions import CustomHTTPError
+
+from vllm_dropin.adapter import batch
+from vllm_dropin.plan import BatchSettings
+
+
+def settings(**kw):
+    base = dict(prompt_column="promptText", system_prompt=None, max_tokens=8, n=1, temperature=None,
+                max_concurrent_rows=4, row_errors="fail")
+    return BatchSettings(**{**base, **kw})
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("hi", None), ("", "prompt is empty"), ("   ", "prompt is empty"), (None, "prompt is empty (missing value)"),
+     (math.nan, "prompt is empty (missing value)"), (5, "prompt is not text (int)")],
+)
+def test_prompt_problem(value, problem):
+    assert batch.prompt_problem(value) == problem
+
+
+@pytest.mark.parametrize(
+    ("system", "temperature", "expected_messages", "has_temperature"),
+    [(None, None, [{"role": "user", "content": "p"}], False),
+     ("be brief", 0.0, [{"role": "system", "content": "be brief"}, {"role": "user", "content": "p"}], True)],
+)
+def test_request_for(system, temperature, expected_messages, has_temperature):
+    body = batch.request_for("p", settings(system_prompt=system, temperature=temperature, n=2), "served")
+    assert body["messages"] == expected_messages
+    assert body["model"] == "served" and body["n"] == 2 and body["max_tokens"] == 8
+    assert ("temperature" in body) is has_temperature
+    if has_temperature:
+        assert body["temperature"] == 0.0  # zero is sent, not dropped
+
+
+def test_missing_column_names_it_and_the_columns_present():
+    with pytest.raises(CustomHTTPError) as err:
+        batch.prompts_of(pd.DataFrame({"question": ["a"], "id": [1]}), "promptText")
+    assert err.value.status_code == 422
+    assert "prompt column 'promptText' is missing; columns present: question, id" in str(err.value)
+
+
+def test_rows_come_back_in_order_whatever_the_completion_order():
+    prompts = [f"p{i}" for i in range(50)]
+    # Completing in reverse-ish order through a thread pool must not reorder results.
+    results = batch.run_rows(prompts, lambda p: batch.RowResult(choices=[p.upper()]), concurrency=8)
+    frame = batch.to_frame(results, "resultText", settings())
+    assert frame["resultText"].tolist() == [p.upper() for p in prompts]
+
+
+def test_bad_rows_are_not_sent_and_fail_the_batch_naming_each_row():
+    sent = []
+    prompts = ["ok", "", None, "fine"]
+    results = batch.run_rows(prompts, lambda p: sent.append(p) or batch.RowResult(choices=["x"]), concurrency=2)
+    assert sorted(sent) == ["fine", "ok"]
+    with pytest.raises(CustomHTTPError) as err:
+        batch.to_frame(results, "resultText", settings())
+    message = str(err.value)
+    assert err.value.status_code == 422
+    assert "2 of 4 rows failed" in message and "row 1: prompt is empty" in message and "row 2:" in message
+
+
+def test_error_column_mode_keeps_every_row():
+    results = [batch.RowResult(choices=["a"]), batch.RowResult(error="rejected by vLLM: too long")]
+    frame = batch.to_frame(results, "resultText", settings(row_errors="column"))
+    assert frame.to_dict("list") == {"resultText": ["a", None], "error": [None, "rejected by vLLM: too long"]}
+
+
+def test_n_choices_go_to_extra_columns():
+    results = [batch.RowResult(choices=["a1", "a2", "a3"]), batch.RowResult(choices=["b1", "b2", "b3"])]
+    frame = batch.to_frame(results, "resultText", settings(n=3))
+    assert list(frame.columns) == ["resultText", "choice_2", "choice_3"]
+    assert frame.values.tolist() == [["a1", "a2", "a3"], ["b1", "b2", "b3"]]
+
+
+def test_many_failures_are_counted_not_all_listed():
+    results = [batch.RowResult(error="prompt is empty")] * 12
+    with pytest.raises(CustomHTTPError, match="12 of 12 rows failed.*and 7 more"):
+        batch.to_frame(results, "resultText", settings())
+
+
+def test_empty_input_gives_empty_output():
+    assert len(batch.to_frame([], "resultText", settings())) == 0

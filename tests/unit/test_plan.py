@@ -1,0 +1,170 @@
+"""The launch plan: model precedence, engine_config overriding runtime parameters, env hygiene."""
+
+import shlex
+
+import pytest
+
+from vllm_dropin import plan, runtime_params
+from vllm_dropin.errors import ConfigError
+
+TOKEN = "hf_TOPSECRET123"
+CRED = {"credentialType": "api_token", "apiToken": TOKEN}
+
+
+def values(**raw):
+    return runtime_params.parse(raw)
+
+
+@pytest.fixture
+def code_dir(tmp_path):
+    return tmp_path
+
+
+def fill(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("engine", "hook_filled", "param", "expected_ref", "expected_origin"),
+    [
+        (["--model", "engine/model"], True, "param/model", "engine/model", "--model in engine_config.json"),
+        (["--model=engine/model"], False, None, "engine/model", "--model in engine_config.json"),
+        ([], True, "param/model", "HOOK", "filled by load_model"),
+        ([], False, "param/model", "param/model", "runtime parameter 'model'"),
+    ],
+)
+def test_model_precedence(code_dir, engine, hook_filled, param, expected_ref, expected_origin):
+    if hook_filled:
+        fill(code_dir / "vllm")
+    else:
+        (code_dir / "vllm").mkdir()  # an empty folder does not count
+    p = plan.build(values(model=param), engine, code_dir)
+    assert p.model.ref == (str(code_dir / "vllm") if expected_ref == "HOOK" else expected_ref)
+    assert expected_origin in p.model.origin
+    assert "--model" not in p.args  # the model is positional, exactly once
+
+
+def test_no_model_is_a_clear_error(code_dir):
+    with pytest.raises(ConfigError, match="no model to serve: set runtime parameter 'model'"):
+        plan.build(values(), [], code_dir)
+
+
+def test_check_may_assume_the_hook_fills_the_folder(code_dir):
+    p = plan.build(values(), [], code_dir, assume_hook_fills=True)
+    assert p.model.ref == str(code_dir / "vllm")
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [["--max-model-len", "512"], ["--max-model-len=512"], ["--max_model_len", "512"], ["--max_model_len=512"]],
+)
+def test_engine_config_overrides_runtime_parameter_whatever_the_spelling(code_dir, engine):
+    p = plan.build(values(model="m", max_model_len=4096), engine, code_dir)
+    joined = " ".join(p.args)
+    assert "4096" not in joined
+    assert p.overridden == {"max_model_len": "--max-model-len"}
+    assert sum(a.split("=")[0].replace("_", "-") == "--max-model-len" for a in p.args) == 1
+
+
+def test_short_alias_overrides_too(code_dir):
+    p = plan.build(values(model="m", gpu_memory_utilization=0.5), ["--gpu-memory-utilization=0.8"], code_dir)
+    assert "0.5" not in p.args
+    assert p.overridden == {"gpu_memory_utilization": "--gpu-memory-utilization"}
+
+
+def test_runtime_parameters_become_flags(code_dir):
+    p = plan.build(values(model="m", max_model_len=2048.0, gpu_memory_utilization=0.85, trust_remote_code=True), [], code_dir)
+    assert p.args[:5] == ["--max-model-len", "2048", "--gpu-memory-utilization", "0.85", "--trust-remote-code"]
+
+
+def test_trust_remote_code_is_off_unless_asked(code_dir):
+    assert "--trust-remote-code" not in plan.build(values(model="m"), [], code_dir).args
+
+
+def test_user_parallelism_is_kept_as_given(code_dir):
+    p = plan.build(values(model="m"), ["-tp", "2", "-pp", "2"], code_dir)
+    assert p.args[:4] == ["-tp", "2", "-pp", "2"]
+
+
+@pytest.mark.parametrize(
+    ("engine", "param", "names"),
+    [
+        ([], "org/model", ["org/model", "datarobot-deployed-llm"]),
+        (["--served-model-name", "mine"], "org/model", ["mine", "datarobot-deployed-llm"]),
+        (["--served_model_name=a"], "org/model", ["a", "datarobot-deployed-llm"]),
+        (["--served-model-name", "datarobot-deployed-llm", "x"], "m", ["datarobot-deployed-llm", "x"]),
+    ],
+)
+def test_served_names_always_include_the_platform_alias(code_dir, engine, param, names):
+    p = plan.build(values(model=param), engine, code_dir)
+    assert p.served_names == names
+    i = p.args.index("--served-model-name")
+    assert p.args[i + 1 :] == names
+    assert p.args.count("--served-model-name") == 1
+
+
+def test_stray_positional_is_rejected(code_dir):
+    with pytest.raises(ConfigError, match="stray value 'some/model' is not a flag"):
+        plan.build(values(model="m"), ["some/model"], code_dir)
+
+
+def test_runtime_values_are_checked_by_vllm_too(code_dir):
+    # valid for us (> 0) but vLLM's parser must accept the combined command as well
+    p = plan.build(values(model="m", max_model_len=1), [], code_dir)
+    assert "--max-model-len" in p.args
+
+
+def test_local_model_runs_offline_and_gets_no_token(code_dir):
+    model = fill(code_dir / "weights")
+    p = plan.build(values(model=str(model), HuggingFaceToken=CRED), [], code_dir)
+    env = plan.vllm_env(p, {"PATH": "/bin", "HF_TOKEN": TOKEN}, "key123")
+    assert env["HF_HUB_OFFLINE"] == "1"
+    assert "HF_TOKEN" not in env
+    assert env["VLLM_API_KEY"] == "key123"
+
+
+def test_hub_model_gets_token_only_through_env(code_dir):
+    p = plan.build(values(model="org/gated", HuggingFaceToken=CRED), [], code_dir)
+    env = plan.vllm_env(p, {"PATH": "/bin"}, "key123")
+    assert env["HF_TOKEN"] == TOKEN
+    assert "HF_HUB_OFFLINE" not in env
+    command = plan.vllm_command(p, ["vllm"], 8000)
+    assert TOKEN not in shlex.join(command)
+    assert "key123" not in shlex.join(command)
+    assert TOKEN not in repr(p)
+
+
+def test_secrets_of_the_platform_never_reach_vllm(code_dir):
+    base = {
+        "PATH": "/bin",
+        "CUDA_VISIBLE_DEVICES": "0,1",
+        "DATAROBOT_API_TOKEN": "dr-secret",
+        "DATAROBOT_ENDPOINT": "https://x",
+        "MLOPS_RUNTIME_PARAM_HuggingFaceToken": '{"type": "credential", "payload": {}}',
+        "AWS_SECRET_ACCESS_KEY": "aws",
+        "SOME_API_KEY": "k",
+    }
+    env = plan.vllm_env(plan.build(values(model="m"), [], code_dir), base, "key")
+    assert {"PATH", "CUDA_VISIBLE_DEVICES"} <= set(env)
+    assert not {k for k in base if k not in ("PATH", "CUDA_VISIBLE_DEVICES")} & set(env)
+
+
+def test_describe_masks_secrets_and_shows_sampling(code_dir):
+    p = plan.build(values(model="org/gated", HuggingFaceToken=CRED, temperature=0, max_tokens=7), [], code_dir)
+    lines = plan.describe(p, plan.vllm_command(p, ["vllm"], 1), plan.vllm_env_additions(p, {}, "key123"))
+    text = "\n".join(lines)
+    assert TOKEN not in text
+    assert "key123" not in text
+    assert "HF_TOKEN=***" in text
+    assert "max_tokens=7" in text
+    assert "temperature=0.0" in text
+    assert "vLLM command: vllm serve org/gated" in text
+
+
+def test_caches_stay_out_of_the_users_home(code_dir, tmp_path):
+    p = plan.build(values(model="m", cache_dir=str(tmp_path / "c")), [], code_dir)
+    env = plan.cache_env(p)
+    assert all(v.startswith(str(tmp_path / "c")) for v in env.values())
+    assert {"HOME", "HF_HOME", "VLLM_CACHE_ROOT"} <= set(env)
