@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import time
+from collections.abc import Iterable, Iterator
 from functools import cache
 from typing import Any
 
@@ -28,12 +30,25 @@ def split_params(params: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def _fair(stream: Iterable[Any]) -> Iterator[Any]:
+    """Yield to other requests after every chunk.
+
+    Under DRUM's gevent worker a socket read only switches greenlets when it would block; vLLM
+    streams faster than chunks are re-encoded, so without this one stream would hold the worker
+    (and every other request, new ones included) until it ended. Outside gevent it costs nothing.
+    """
+    for chunk in stream:
+        yield chunk
+        time.sleep(0)
+
+
 def chat(params: dict[str, Any], upstream: Upstream) -> Any:
     """A ChatCompletion, or a stream of chunks when params ask for stream=true."""
     if not isinstance(params, dict):
         raise CustomHTTPError("chat request body must be a JSON object", status_code=400)
     try:
-        return upstream.client.chat.completions.create(**split_params(params))
+        result = upstream.client.chat.completions.create(**split_params(params))
+        return _fair(result) if params.get("stream") else result
     except openai.APIStatusError as exc:
         raise CustomHTTPError(f"vLLM: {exc.message}", status_code=exc.status_code) from None
     except openai.APIConnectionError:

@@ -1,0 +1,41 @@
+"""Helpers for tests: model folders made from custom_model_template/ as a user would upload them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from demo.running import REPO
+# CPU-friendly and deterministic: float32 greedy output does not depend on batch composition.
+CPU_ENGINE_ARGS = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "256"]
+
+COUNTING_HOOK = '''
+import os as _os
+
+_template_load_model = load_model
+
+
+def load_model(code_dir):
+    """Count calls in a marker file, then fetch as the template does."""
+    with open(_os.environ["HOOK_MARKER"], "a") as marker:
+        marker.write(f"{_os.getpid()}\\n")
+    return _template_load_model(code_dir)
+'''
+
+
+def make_model_folder(root: Path, engine_args: list[str] | None = CPU_ENGINE_ARGS, custom_py: str | None = None) -> Path:
+    """A model folder as a user would upload it: the template plus this test's engine_config and hook."""
+    folder = root / "model-folder"
+    shutil.copytree(REPO / "custom_model_template", folder)
+    if engine_args is None:
+        (folder / "engine_config.json").unlink()
+    else:
+        (folder / "engine_config.json").write_text(json.dumps({"args": engine_args}))
+    if custom_py is not None:
+        (folder / "custom.py").write_text(custom_py)
+    return folder
+
+
+def counting_custom_py() -> str:
+    return (REPO / "custom_model_template" / "custom.py").read_text() + COUNTING_HOOK

@@ -1,0 +1,156 @@
+"""Batch and chat through a real DRUM server in front of a real vLLM, as users call them."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import openai
+import pytest
+import requests
+
+from tests.integration.conftest import csv_of, post_csv
+
+pytestmark = pytest.mark.integration
+
+PROMPTS = [
+    "hello",
+    "What is the capital of France?",
+    "Write one long sentence about rivers, mountains, cities and the light over the dark blue sea.",
+    "gpu",
+    "Explain continuous batching in a serving engine, with an example of many prompts and tokens.",
+    "a b c",
+    "Tell me a story about a quick fox that jumps over a lazy dog in a small green city.",
+    "numbers 1 2 3 4 5 6 7 8 9 10",
+]
+
+
+def predictions(response: requests.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return response.json()["predictions"]
+
+
+def test_load_model_ran_once_and_served_without_hub(main_env):
+    calls = (main_env.root / "hook-calls.txt").read_text().splitlines()
+    assert len(calls) == 1  # once per container, although DRUM runs two workers
+    assert "Booting worker" in main_env.log() and main_env.log().count("Booting worker") == 2
+    assert "from " + str(main_env.root / "model-folder" / "vllm") in main_env.log()
+    assert "HF_HUB_OFFLINE=1" in main_env.log()
+
+
+def test_models_lists_served_names(main_env):
+    ids = [m.id for m in openai.OpenAI(base_url=f"{main_env.url}/v1", api_key="x").models.list()]
+    assert "datarobot-deployed-llm" in ids
+    assert "vllm" in ids  # the hook folder's name: no `model` parameter was set
+
+
+def test_batch_rows_come_back_in_order_matching_each_prompt_sent_alone(main_env):
+    batch = predictions(post_csv(main_env, csv_of(PROMPTS)))
+    assert len(batch) == len(PROMPTS)
+    alone = [predictions(post_csv(main_env, csv_of([p])))[0] for p in PROMPTS]
+    assert batch == alone
+    assert all(batch)  # the tiny model never answers blank (see demo/tiny_model.py)
+    assert len(set(batch)) > 1  # different prompts, different answers: a mix-up would show
+
+
+def test_temperature_zero_is_repeatable(main_env):
+    first = predictions(post_csv(main_env, csv_of(PROMPTS * 4)))
+    second = predictions(post_csv(main_env, csv_of(PROMPTS * 4)))
+    assert first == second
+    assert first[: len(PROMPTS)] == first[len(PROMPTS) : 2 * len(PROMPTS)]
+
+
+def test_missing_prompt_column_is_a_client_error_naming_columns(main_env):
+    response = post_csv(main_env, csv_of(["hi"], column="question"))
+    assert response.status_code == 422
+    assert "prompt column 'promptText' is missing; columns present: question" in response.json()["message"]
+
+
+def test_empty_prompt_fails_naming_the_row(main_env):
+    response = post_csv(main_env, "promptText\nhello\n\"\"\nworld\n")
+    assert response.status_code == 422
+    assert "row 1: prompt is empty" in response.json()["message"]
+
+
+def test_prompt_longer_than_max_model_len_fails_naming_the_row_and_reason(main_env):
+    response = post_csv(main_env, csv_of(["fine", "word " * 400]))
+    assert response.status_code == 422
+    message = response.json()["message"]
+    assert "1 of 2 rows failed" in message and "row 1: rejected by vLLM" in message
+    assert "256" in message  # vLLM's reason names the context length
+
+
+def test_chat_plain_with_both_model_names(main_env):
+    client = openai.OpenAI(base_url=f"{main_env.url}/v1", api_key="x")
+    answers = []
+    for model in ("datarobot-deployed-llm", "vllm"):
+        reply = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "hello"}], max_tokens=6, temperature=0
+        )
+        assert reply.choices[0].finish_reason == "length"
+        answers.append(reply.choices[0].message.content)
+    assert answers[0] and answers[0] == answers[1]
+
+
+def test_chat_streamed_matches_plain(main_env):
+    client = openai.OpenAI(base_url=f"{main_env.url}/v1", api_key="x")
+    messages = [{"role": "user", "content": "stream me"}]
+    plain = client.chat.completions.create(model="datarobot-deployed-llm", messages=messages, max_tokens=8, temperature=0)
+    stream = client.chat.completions.create(
+        model="datarobot-deployed-llm", messages=messages, max_tokens=8, temperature=0, stream=True
+    )
+    chunks = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert len(chunks) > 2
+    assert "".join(chunks) == plain.choices[0].message.content
+
+
+def test_chat_passes_vllm_extensions_through(main_env):
+    client = openai.OpenAI(base_url=f"{main_env.url}/v1", api_key="x")
+    reply = client.chat.completions.create(
+        model="datarobot-deployed-llm", messages=[{"role": "user", "content": "x"}], max_tokens=20,
+        extra_body={"min_tokens": 20, "ignore_eos": True, "top_k": 1},
+    )
+    assert reply.usage.completion_tokens == 20
+
+
+def test_chat_unknown_model_is_404(main_env):
+    client = openai.OpenAI(base_url=f"{main_env.url}/v1", api_key="x")
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "x"}], max_tokens=2)
+
+
+def _vllm_running(env) -> float:
+    """vLLM's own count of requests being processed (its /metrics needs no key)."""
+    port = re.search(r"--port (\d+)", env.log()).group(1)
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("vllm:num_requests_running"))
+
+
+@pytest.mark.xfail(
+    reason="known defect: after streamed chats, DRUM's gevent worker sometimes holds later requests back "
+    "before vLLM (they wait on response headers while vLLM runs 1-3); under investigation",
+    strict=False,
+)
+def test_concurrent_chats_reach_vllm_together(main_env):
+    """Eight chats at once through two DRUM workers: vLLM must see all eight in flight together.
+
+    (Served one at a time per worker, vLLM would never see more than two.)"""
+    client = openai.OpenAI(base_url=f"{main_env.url}/v1", api_key="x")
+    peak = 0.0
+
+    def one(i: int) -> None:
+        client.chat.completions.create(
+            model="datarobot-deployed-llm", messages=[{"role": "user", "content": f"story {i}"}],
+            max_tokens=240, extra_body={"ignore_eos": True},
+        )
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 120
+    while any(t.is_alive() for t in threads) and peak < 8 and time.monotonic() < deadline:
+        peak = max(peak, _vllm_running(main_env))
+    for t in threads:
+        t.join(timeout=300)
+    assert peak == 8
