@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from demo.running import REPO
+
 # CPU-friendly and deterministic: float32 greedy output does not depend on batch composition.
 CPU_ENGINE_ARGS = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "256"]
 
@@ -24,7 +25,9 @@ def load_model(code_dir):
 '''
 
 
-def make_model_folder(root: Path, engine_args: list[str] | None = CPU_ENGINE_ARGS, custom_py: str | None = None) -> Path:
+def make_model_folder(
+    root: Path, engine_args: list[str] | None = CPU_ENGINE_ARGS, custom_py: str | None = None
+) -> Path:
     """A model folder as a user would upload it: the template plus this test's engine_config and hook."""
     folder = root / "model-folder"
     shutil.copytree(REPO / "custom_model_template", folder)

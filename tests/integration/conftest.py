@@ -36,7 +36,9 @@ def main_env(tmp_path_factory, tiny_model):
 
 
 def post_csv(env: RunningEnvironment, csv: str) -> requests.Response:
-    return requests.post(f"{env.url}/predictions/", data=csv.encode(), headers={"Content-Type": "text/csv"}, timeout=300)
+    return requests.post(
+        f"{env.url}/predictions/", data=csv.encode(), headers={"Content-Type": "text/csv"}, timeout=300
+    )
 
 
 def csv_of(prompts: list[str], column: str = "promptText") -> str:

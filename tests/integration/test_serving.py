@@ -68,7 +68,7 @@ def test_missing_prompt_column_is_a_client_error_naming_columns(main_env):
 
 
 def test_empty_prompt_fails_naming_the_row(main_env):
-    response = post_csv(main_env, "promptText\nhello\n\"\"\nworld\n")
+    response = post_csv(main_env, 'promptText\nhello\n""\nworld\n')
     assert response.status_code == 422
     assert "row 1: prompt is empty" in response.json()["message"]
 
@@ -96,7 +96,9 @@ def test_chat_plain_with_both_model_names(main_env):
 def test_chat_streamed_matches_plain(main_env):
     client = openai.OpenAI(base_url=f"{main_env.url}/v1", api_key="x")
     messages = [{"role": "user", "content": "stream me"}]
-    plain = client.chat.completions.create(model="datarobot-deployed-llm", messages=messages, max_tokens=8, temperature=0)
+    plain = client.chat.completions.create(
+        model="datarobot-deployed-llm", messages=messages, max_tokens=8, temperature=0
+    )
     stream = client.chat.completions.create(
         model="datarobot-deployed-llm", messages=messages, max_tokens=8, temperature=0, stream=True
     )
@@ -108,7 +110,9 @@ def test_chat_streamed_matches_plain(main_env):
 def test_chat_passes_vllm_extensions_through(main_env):
     client = openai.OpenAI(base_url=f"{main_env.url}/v1", api_key="x")
     reply = client.chat.completions.create(
-        model="datarobot-deployed-llm", messages=[{"role": "user", "content": "x"}], max_tokens=20,
+        model="datarobot-deployed-llm",
+        messages=[{"role": "user", "content": "x"}],
+        max_tokens=20,
         extra_body={"min_tokens": 20, "ignore_eos": True, "top_k": 1},
     )
     assert reply.usage.completion_tokens == 20
@@ -124,7 +128,9 @@ def _vllm_running(env) -> float:
     """vLLM's own count of requests being processed (its /metrics needs no key)."""
     port = re.search(r"--port (\d+)", env.log()).group(1)
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("vllm:num_requests_running"))
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("vllm:num_requests_running")
+    )
 
 
 @pytest.mark.xfail(
@@ -141,8 +147,10 @@ def test_concurrent_chats_reach_vllm_together(main_env):
 
     def one(i: int) -> None:
         client.chat.completions.create(
-            model="datarobot-deployed-llm", messages=[{"role": "user", "content": f"story {i}"}],
-            max_tokens=240, extra_body={"ignore_eos": True},
+            model="datarobot-deployed-llm",
+            messages=[{"role": "user", "content": f"story {i}"}],
+            max_tokens=240,
+            extra_body={"ignore_eos": True},
         )
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]

@@ -11,15 +11,28 @@ from vllm_dropin.plan import BatchSettings
 
 
 def settings(**kw):
-    base = dict(prompt_column="promptText", system_prompt=None, max_tokens=8, n=1, temperature=None,
-                max_concurrent_rows=4, row_errors="fail")
+    base = dict(
+        prompt_column="promptText",
+        system_prompt=None,
+        max_tokens=8,
+        n=1,
+        temperature=None,
+        max_concurrent_rows=4,
+        row_errors="fail",
+    )
     return BatchSettings(**{**base, **kw})
 
 
 @pytest.mark.parametrize(
     ("value", "problem"),
-    [("hi", None), ("", "prompt is empty"), ("   ", "prompt is empty"), (None, "prompt is empty (missing value)"),
-     (math.nan, "prompt is empty (missing value)"), (5, "prompt is not text (int)")],
+    [
+        ("hi", None),
+        ("", "prompt is empty"),
+        ("   ", "prompt is empty"),
+        (None, "prompt is empty (missing value)"),
+        (math.nan, "prompt is empty (missing value)"),
+        (5, "prompt is not text (int)"),
+    ],
 )
 def test_prompt_problem(value, problem):
     assert batch.prompt_problem(value) == problem
@@ -27,8 +40,10 @@ def test_prompt_problem(value, problem):
 
 @pytest.mark.parametrize(
     ("system", "temperature", "expected_messages", "has_temperature"),
-    [(None, None, [{"role": "user", "content": "p"}], False),
-     ("be brief", 0.0, [{"role": "system", "content": "be brief"}, {"role": "user", "content": "p"}], True)],
+    [
+        (None, None, [{"role": "user", "content": "p"}], False),
+        ("be brief", 0.0, [{"role": "system", "content": "be brief"}, {"role": "user", "content": "p"}], True),
+    ],
 )
 def test_request_for(system, temperature, expected_messages, has_temperature):
     body = batch.request_for("p", settings(system_prompt=system, temperature=temperature, n=2), "served")
@@ -81,7 +96,7 @@ def test_n_choices_go_to_extra_columns():
 
 def test_many_failures_are_counted_not_all_listed():
     results = [batch.RowResult(error="prompt is empty")] * 12
-    with pytest.raises(CustomHTTPError, match="12 of 12 rows failed.*and 7 more"):
+    with pytest.raises(CustomHTTPError, match=r"12 of 12 rows failed.*and 7 more"):
         batch.to_frame(results, "resultText", settings())
 
 

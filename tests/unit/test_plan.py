@@ -75,7 +75,9 @@ def test_short_alias_overrides_too(code_dir):
 
 
 def test_runtime_parameters_become_flags(code_dir):
-    p = plan.build(values(model="m", max_model_len=2048.0, gpu_memory_utilization=0.85, trust_remote_code=True), [], code_dir)
+    p = plan.build(
+        values(model="m", max_model_len=2048.0, gpu_memory_utilization=0.85, trust_remote_code=True), [], code_dir
+    )
     assert p.args[:5] == ["--max-model-len", "2048", "--gpu-memory-utilization", "0.85", "--trust-remote-code"]
 
 

@@ -31,7 +31,11 @@ SECRET = "hf_TOPSECRET123"
         ("trust_remote_code", True, True),
         ("verifySSL", False, False),
         ("row_errors", "column", "column"),
-        ("HuggingFaceToken", {"credentialType": "api_token", "apiToken": SECRET}, {"credentialType": "api_token", "apiToken": SECRET}),
+        (
+            "HuggingFaceToken",
+            {"credentialType": "api_token", "apiToken": SECRET},
+            {"credentialType": "api_token", "apiToken": SECRET},
+        ),
     ],
 )
 def test_coerce_accepts(name, payload, expected):

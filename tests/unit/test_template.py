@@ -27,3 +27,9 @@ def test_engine_config_example_is_valid():
     from vllm_dropin import engine_config, vllm_args
 
     vllm_args.parse(engine_config.load(TEMPLATE), "engine_config.json")
+
+
+def test_readme_documents_every_parameter():
+    readme = (TEMPLATE.parent / "README.md").read_text()
+    for param in PARAMETERS:
+        assert f"| `{param.name}` | {param.type}" in readme, param.name

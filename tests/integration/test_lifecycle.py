@@ -1,0 +1,142 @@
+"""Startup failures stop before or at launch with one clear error; shutdown leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import threading
+
+import psutil
+import pytest
+
+from demo.running import RunningEnvironment, runtime_param_env
+from tests.helpers import CPU_ENGINE_ARGS, make_model_folder
+
+pytestmark = pytest.mark.integration
+
+LAUNCH_LINE = "deployment event: vLLM launching"
+
+
+def run_to_exit(tmp_path, params, engine_args=CPU_ENGINE_ARGS, custom_py=None, raw_engine=None, timeout=300):
+    folder = make_model_folder(tmp_path, engine_args=engine_args, custom_py=custom_py)
+    if raw_engine is not None:
+        (folder / "engine_config.json").write_bytes(raw_engine)
+    env = RunningEnvironment(folder, tmp_path / "environment.log", env=runtime_param_env(params))
+    code = env.wait_exit(timeout)
+    env.stop()
+    return code, env.log()
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'{"args": ["--dtype" "float32"]}', "engine_config.json: invalid JSON at line 1 column 21"),
+        (json.dumps({"args": ["--dtype", 32]}).encode(), "engine_config.json: $.args[1]: expected type string, got 32"),
+        (json.dumps({"flags": []}).encode(), "engine_config.json: $: expected no keys other than 'args'"),
+        (
+            json.dumps({"args": ["--max-modle-len", "64"]}).encode(),
+            "unknown vLLM flag --max-modle-len (did you mean --max-model-len?)",
+        ),
+    ],
+)
+def test_bad_engine_config_stops_before_launch(tmp_path, tiny_model, raw, expected):
+    code, log = run_to_exit(tmp_path, {"model": str(tiny_model)}, raw_engine=raw)
+    assert code == 2
+    assert expected in log
+    assert LAUNCH_LINE not in log
+    assert "[vllm]" not in log
+
+
+def test_out_of_range_parameter_stops_startup(tmp_path, tiny_model):
+    code, log = run_to_exit(tmp_path, {"model": str(tiny_model), "gpu_memory_utilization": 1.5})
+    assert code == 2
+    assert "runtime parameter 'gpu_memory_utilization': must be > 0 and <= 1, got 1.5" in log
+    assert LAUNCH_LINE not in log
+
+
+def test_load_model_failure_shows_the_hooks_own_traceback(tmp_path, tiny_model):
+    custom = "def load_model(code_dir):\n    raise RuntimeError('bucket s3://models/x is unreachable')\n"
+    code, log = run_to_exit(tmp_path, {}, custom_py=custom)
+    assert code == 3
+    assert "raise RuntimeError('bucket s3://models/x is unreachable')" in log  # the hook's source line
+    assert "load_model in" in log and "raised RuntimeError" in log
+    assert LAUNCH_LINE not in log
+
+
+def test_startup_timeout_is_a_clear_error_with_vllm_log_tail(tmp_path, tiny_model):
+    code, log = run_to_exit(tmp_path, {"model": str(tiny_model), "startup_timeout_seconds": 3})
+    assert code == 4
+    assert "vLLM was not healthy after 3 s (runtime parameter 'startup_timeout_seconds'); last log lines:" in log
+
+
+def test_vllm_exiting_during_startup_reports_its_reason(tmp_path, tiny_model):
+    args = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "100000"]
+    code, log = run_to_exit(tmp_path, {"model": str(tiny_model)}, engine_args=args)
+    assert code == 4
+    message = log[log.index("vLLM exited with code") :]
+    assert "last log lines:" in message
+    assert "max_model_len" in message.lower() or "max-model-len" in message.lower()
+
+
+def _ours(env: RunningEnvironment) -> list[psutil.Process]:
+    return [psutil.Process(env.proc.pid), *psutil.Process(env.proc.pid).children(recursive=True)]
+
+
+def _alive(processes: list[psutil.Process]) -> list[str]:
+    alive = []
+    for p in processes:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(" ".join(p.cmdline())[:80])
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+@pytest.fixture
+def started(tmp_path, tiny_model):
+    folder = make_model_folder(tmp_path)
+    env = RunningEnvironment(
+        folder, tmp_path / "environment.log", env=runtime_param_env({"model": str(tiny_model), "max_tokens": 64})
+    )
+    env.wait_ready()
+    yield env
+    env.stop()
+
+
+def test_sigterm_drains_the_batch_in_flight_and_leaves_no_process(started):
+    import requests
+
+    processes = _ours(started)
+    assert len(processes) >= 4  # entrypoint, vLLM (+ engine core), gunicorn master and worker
+    port = re.search(r"--port (\d+)", started.log()).group(1)
+    result = {}
+    csv = "promptText\n" + "\n".join(f"prompt {i}" for i in range(64)) + "\n"
+    sender = threading.Thread(
+        target=lambda: result.update(
+            r=requests.post(f"{started.url}/predictions/", data=csv, headers={"Content-Type": "text/csv"}, timeout=120)
+        )
+    )
+    sender.start()
+    while "r" not in result:  # wait until vLLM is working on the batch, then ask to stop
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        if any(
+            line.startswith("vllm:num_requests_running") and not line.endswith(" 0.0") for line in metrics.splitlines()
+        ):
+            break
+    started.proc.send_signal(signal.SIGTERM)
+    sender.join(timeout=120)
+    assert result["r"].status_code == 200
+    assert len(result["r"].json()["predictions"]) == 64
+    assert started.wait_exit(60) == 0
+    assert _alive(processes) == []
+
+
+def test_vllm_dying_later_stops_everything_non_zero(started):
+    processes = _ours(started)
+    vllm = next(p for p in processes[1:] if "vllm" in " ".join(p.cmdline()) and "serve" in " ".join(p.cmdline()))
+    vllm.send_signal(signal.SIGKILL)
+    assert started.wait_exit(60) == 1
+    assert "vllm exited unexpectedly" in started.log()
+    assert _alive(processes) == []
