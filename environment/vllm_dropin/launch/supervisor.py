@@ -56,6 +56,8 @@ def serve(code_dir: Path, address: str) -> int:
             reporter.report("load_model hook started", f"running load_model from {code_dir / hook.CUSTOM_FILE}")
             hook.run(user_hook, code_dir)
             reporter.report("load_model hook finished")
+            if stop.is_set():  # asked to stop while the hook ran: launch nothing
+                return 0
         plan = plan_mod.build(values, engine_args, code_dir)
         vllm_server.prepare_cache(plan)
 
