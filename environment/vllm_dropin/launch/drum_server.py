@@ -11,7 +11,7 @@ from pathlib import Path
 from .. import plan as plan_mod
 from ..plan import LaunchPlan
 from .processes import Child
-from .vllm_server import Upstream
+from .vllm_server import VllmEndpoint
 
 ADAPTER_CODE_DIR = Path(__file__).resolve().parent.parent / "adapter" / "drum_code"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -26,7 +26,7 @@ DRUM_SERVER_DEFAULTS = {
 }
 
 
-def drum_env(plan: LaunchPlan, upstream: Upstream, base: Mapping[str, str]) -> dict[str, str]:
+def drum_env(plan: LaunchPlan, endpoint: VllmEndpoint, base: Mapping[str, str]) -> dict[str, str]:
     """DRUM's environment: the platform's (it needs DATAROBOT_* and runtime params) plus the adapter's settings."""
     env = dict(base)
     env.update(plan_mod.cache_env(plan))
@@ -35,9 +35,9 @@ def drum_env(plan: LaunchPlan, upstream: Upstream, base: Mapping[str, str]) -> d
         env.setdefault(f"MLOPS_RUNTIME_PARAM_{name}", json.dumps(payload))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), base.get("PYTHONPATH", "")) if p)
     env.update(
-        DROPIN_UPSTREAM_URL=upstream.base_url,
-        DROPIN_UPSTREAM_KEY=upstream.api_key,
-        DROPIN_UPSTREAM_MODEL=upstream.model,
+        DROPIN_UPSTREAM_URL=endpoint.base_url,
+        DROPIN_UPSTREAM_KEY=endpoint.api_key,
+        DROPIN_UPSTREAM_MODEL=endpoint.model,
         DROPIN_BATCH=plan.batch.to_json(),
     )
     return env
@@ -58,5 +58,5 @@ def drum_command(address: str) -> list[str]:
     ]
 
 
-def start(plan: LaunchPlan, upstream: Upstream, address: str) -> Child:
-    return Child("drum", drum_command(address), drum_env(plan, upstream, os.environ), secrets=[upstream.api_key])
+def start(plan: LaunchPlan, endpoint: VllmEndpoint, address: str) -> Child:
+    return Child("drum", drum_command(address), drum_env(plan, endpoint, os.environ), secrets=[endpoint.api_key])

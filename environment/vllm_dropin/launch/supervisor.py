@@ -61,17 +61,17 @@ def serve(code_dir: Path, address: str) -> int:
         plan = plan_mod.build(values, engine_args, code_dir)
         vllm_server.prepare_cache(plan)
 
-        vllm, upstream, argv = vllm_server.start(plan)
+        vllm, endpoint, argv = vllm_server.start(plan)
         children.append(vllm)
         for line in plan_mod.describe(plan, argv, plan_mod.vllm_env_additions(plan, {}, "<per-launch key>")):
             log.info(line)
         reporter.report("vLLM launching", f"serving {plan.model.ref}")
-        waited = vllm_server.wait_healthy(vllm, upstream, plan.startup_timeout, stop)
+        waited = vllm_server.wait_healthy(vllm, endpoint, plan.startup_timeout, stop)
         if waited is None:
             return 0
         reporter.report("vLLM ready", f"healthy after {waited:.1f} s")
 
-        children.append(drum_server.start(plan, upstream, address))
+        children.append(drum_server.start(plan, endpoint, address))
         log.info("DRUM serving on %s", address)
         dead = _watch(children, stop)
         if dead is None:

@@ -26,7 +26,7 @@ class StartupError(Exception):
 
 
 @dataclass
-class Upstream:
+class VllmEndpoint:
     """How the DRUM adapter reaches the running vLLM."""
 
     base_url: str
@@ -61,21 +61,21 @@ def prepare_cache(plan: LaunchPlan) -> None:
             raise ConfigError(f"runtime parameter 'cache_dir': {path} is not writable")
 
 
-def start(plan: LaunchPlan, port: int | None = None) -> tuple[Child, Upstream, list[str]]:
+def start(plan: LaunchPlan, port: int | None = None) -> tuple[Child, VllmEndpoint, list[str]]:
     """Launch vLLM; returns the child, how to reach it, and its (secret-free) argv."""
     port = port or free_port()
     api_key = secrets.token_urlsafe(32)
     argv = plan_mod.vllm_command(plan, vllm_executable(), port)
     env = plan_mod.vllm_env(plan, os.environ, api_key)
     child = Child("vllm", argv, env, secrets=[api_key, env.get("HF_TOKEN", "")])
-    return child, Upstream(f"http://127.0.0.1:{port}/v1", api_key, plan.served_names[0]), argv
+    return child, VllmEndpoint(f"http://127.0.0.1:{port}/v1", api_key, plan.served_names[0]), argv
 
 
-def wait_healthy(child: Child, upstream: Upstream, timeout_s: float, stop: threading.Event) -> float | None:
+def wait_healthy(child: Child, endpoint: VllmEndpoint, timeout_s: float, stop: threading.Event) -> float | None:
     """Poll /health until 200; StartupError on exit or timeout; None if `stop` was set first.
 
     Returns the seconds waited."""
-    health = upstream.base_url.removesuffix("/v1") + "/health"
+    health = endpoint.base_url.removesuffix("/v1") + "/health"
     started = time.monotonic()
     with requests.Session() as session:
         while True:
