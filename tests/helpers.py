@@ -9,7 +9,7 @@ from pathlib import Path
 from demo.running import REPO
 
 # CPU-friendly and deterministic: float32 greedy output does not depend on batch composition.
-CPU_ENGINE_ARGS = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "256"]
+CPU_ENGINE_ARGS = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "1024"]
 
 COUNTING_HOOK = '''
 import os as _os

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
+import queue
 import threading
-import time
 
 import openai
 import pytest
@@ -74,11 +73,11 @@ def test_empty_prompt_fails_naming_the_row(main_env):
 
 
 def test_prompt_longer_than_max_model_len_fails_naming_the_row_and_reason(main_env):
-    response = post_csv(main_env, csv_of(["fine", "word " * 400]))
+    response = post_csv(main_env, csv_of(["fine", "word " * 1500]))
     assert response.status_code == 422
     message = response.json()["message"]
     assert "1 of 2 rows failed" in message and "row 1: rejected by vLLM" in message
-    assert "256" in message  # vLLM's reason names the context length
+    assert "1024" in message  # vLLM's reason names the context length
 
 
 def test_chat_plain_with_both_model_names(main_env):
@@ -124,41 +123,35 @@ def test_chat_unknown_model_is_404(main_env):
         client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "x"}], max_tokens=2)
 
 
-def _vllm_running(env) -> float:
-    """vLLM's own count of requests being processed (its /metrics needs no key)."""
-    port = re.search(r"--port (\d+)", env.log()).group(1)
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("vllm:num_requests_running")
-    )
+def test_concurrent_chats_are_served_together(main_env):
+    """Eight long streams through two DRUM workers: more of them are open at once than there are workers.
 
-
-@pytest.mark.xfail(
-    reason="known defect: after streamed chats, DRUM's gevent worker sometimes holds later requests back "
-    "before vLLM (they wait on response headers while vLLM runs 1-3); under investigation",
-    strict=False,
-)
-def test_concurrent_chats_reach_vllm_together(main_env):
-    """Eight chats at once through two DRUM workers: vLLM must see all eight in flight together.
-
-    (Served one at a time per worker, vLLM would never see more than two.)"""
+    Ordering, not timing: served one request at a time per worker, a third stream could not start
+    before one of the first two ended. (Not "all eight start before any ends": on two cores vLLM's
+    engine busy-waits on one core and starves its own API server, so even direct clients see
+    first chunks seconds apart.)"""
     client = openai.OpenAI(base_url=f"{main_env.url}/v1", api_key="x")
-    peak = 0.0
+    events: queue.Queue[str] = queue.Queue()
 
-    def one(i: int) -> None:
-        client.chat.completions.create(
+    def stream(i: int) -> None:
+        chunks = client.chat.completions.create(
             model="datarobot-deployed-llm",
             messages=[{"role": "user", "content": f"story {i}"}],
-            max_tokens=240,
+            max_tokens=900,
+            stream=True,
             extra_body={"ignore_eos": True},
         )
+        for n, _ in enumerate(chunks):
+            if n == 0:
+                events.put("first")
+        events.put("done")
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=stream, args=(i,), daemon=True) for i in range(8)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 120
-    while any(t.is_alive() for t in threads) and peak < 8 and time.monotonic() < deadline:
-        peak = max(peak, _vllm_running(main_env))
     for t in threads:
         t.join(timeout=300)
-    assert peak == 8
+    order = [events.get_nowait() for _ in range(events.qsize())]
+    assert order.count("first") == order.count("done") == 8
+    open_streams = [order[: i + 1].count("first") - order[: i + 1].count("done") for i in range(len(order))]
+    assert max(open_streams) > 2, order
