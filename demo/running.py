@@ -5,6 +5,7 @@ Shared by the demo, the tests and the benchmarks, so all of them exercise the im
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -40,26 +41,16 @@ def runtime_param_env(values: Mapping[str, object]) -> dict[str, str]:
     return {f"MLOPS_RUNTIME_PARAM_{k}": json.dumps({"type": kind(v), "payload": v}) for k, v in values.items()}
 
 
-class RunningEnvironment:
-    """One `start_server.sh` process group, logging to a file."""
+class Service:
+    """One process group started in its own session, logging to a file; polled over HTTP."""
 
-    def __init__(self, code_dir: Path, log_path: Path, env: Mapping[str, str] = (), args: list[str] = ()):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, argv: list[str], env: Mapping[str, str], log_path: Path, name: str = "service"):
+        self.name = name
         self.log_path = log_path
-        full_env = {
-            **os.environ,
-            "PYTHON": sys.executable,  # the image runs its own python3; here, this venv's
-            "CODE_DIR": str(code_dir),
-            "ADDRESS": f"127.0.0.1:{self.port}",
-            "TARGET_NAME": "resultText",
-            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
-            **dict(env),
-        }
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            ["bash", str(START_SERVER), *args],
-            env=full_env,
+            argv,
+            env=dict(env),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -69,19 +60,19 @@ class RunningEnvironment:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_ready(self, timeout_s: float = 600) -> None:
-        """Poll until DRUM answers /v1/models (vLLM healthy and a DRUM worker loaded)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+    def wait_http(self, url: str, timeout_s: float = 600) -> float:
+        """Poll `url` until it answers 200; seconds waited. Raises if the process exits first."""
+        start = time.monotonic()
+        while time.monotonic() < start + timeout_s:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"environment exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
             try:
-                if requests.get(f"{self.url}/v1/models", timeout=5).status_code == 200:
-                    return
+                if requests.get(url, timeout=5).status_code == 200:
+                    return time.monotonic() - start
             except requests.RequestException:
                 pass
-            time.sleep(0.5)
-        raise TimeoutError(f"environment not ready after {timeout_s} s:\n{self.log()[-4000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready after {timeout_s} s:\n{self.log()[-4000:]}")
 
     def wait_exit(self, timeout_s: float) -> int:
         try:
@@ -89,14 +80,40 @@ class RunningEnvironment:
         finally:
             self._log.flush()
 
-    def stop(self, timeout_s: float = 60) -> int:
-        """SIGTERM the entrypoint (as the platform does); kill the group if it does not exit."""
+    def stop(self, timeout_s: float = 60, sweep: bool = False) -> int:
+        """SIGTERM the leader (as the platform does); kill the group if it does not exit in time.
+
+        `sweep`: kill what is left of the group even after a clean exit (for third-party servers
+        that leave children behind; our own entrypoint must not need it, and tests check that)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
+        if sweep or self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+class RunningEnvironment(Service):
+    """`environment/start_server.sh` as the image runs it."""
+
+    def __init__(self, code_dir: Path, log_path: Path, env: Mapping[str, str] = (), args: list[str] = ()):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {
+            **os.environ,
+            "PYTHON": sys.executable,  # the image runs its own python3; here, this venv's
+            "CODE_DIR": str(code_dir),
+            "ADDRESS": f"127.0.0.1:{self.port}",
+            "TARGET_NAME": "resultText",
+            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+            **dict(env),
+        }
+        super().__init__(["bash", str(START_SERVER), *args], full_env, log_path, name="environment")
+
+    def wait_ready(self, timeout_s: float = 600) -> float:
+        """Poll until DRUM answers /v1/models (vLLM healthy and a DRUM worker loaded)."""
+        return self.wait_http(f"{self.url}/v1/models", timeout_s)

@@ -16,6 +16,7 @@ from typing import Any
 import openai
 import pandas as pd
 from datarobot_drum.drum.exceptions import CustomHTTPError
+from openai.types.chat import ChatCompletion
 
 from ..plan import BatchSettings
 from .client import UPSTREAM_UNREACHABLE, Upstream
@@ -76,7 +77,12 @@ def prompts_of(data: pd.DataFrame, column: str) -> list[Any]:
 
 def _complete(upstream: Upstream, prompt: str) -> RowResult:
     try:
-        completion = upstream.client.chat.completions.create(**request_for(prompt, upstream.batch, upstream.model))
+        with upstream.clients.client() as client:
+            # The plain POST: create()'s type-driven transform of the body cost a fifth of the
+            # adapter's CPU, and the body we build needs none.
+            completion = client.post(
+                "/chat/completions", body=request_for(prompt, upstream.batch, upstream.model), cast_to=ChatCompletion
+            )
     except openai.APIStatusError as exc:
         if exc.status_code >= 500:
             raise
