@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LOCKS := environment/requirements-cpu.lock tests/requirements.lock
 
-.PHONY: venv demo test lint
+.PHONY: venv demo test lint bench
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: $(LOCKS) environment/install.sh
@@ -20,3 +20,11 @@ lint: venv
 
 test: lint
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (not tests): figures and ratios side by side; see README "Benchmarks".
+$(VENV)/.bench-installed: $(VENV)/.installed bench/requirements.lock
+	PYTHON=$(PY) bash environment/install.sh bench/requirements.lock
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH=environment $(PY) -m bench $(BENCH_ARGS)

@@ -48,6 +48,7 @@ class Service:
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.started = time.monotonic()
         self.proc = subprocess.Popen(
             argv,
             env=dict(env),
@@ -61,14 +62,14 @@ class Service:
         return self.log_path.read_text(errors="replace")
 
     def wait_http(self, url: str, timeout_s: float = 600) -> float:
-        """Poll `url` until it answers 200; seconds waited. Raises if the process exits first."""
-        start = time.monotonic()
-        while time.monotonic() < start + timeout_s:
+        """Poll `url` until it answers 200; seconds since the process started. Raises if it exits first."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
             try:
                 if requests.get(url, timeout=5).status_code == 200:
-                    return time.monotonic() - start
+                    return time.monotonic() - self.started
             except requests.RequestException:
                 pass
             time.sleep(0.1)

@@ -20,6 +20,10 @@ from .runtime_params import Values
 
 SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY", "APIKEY", "CREDENTIAL", "PRIVATE_KEY")
 SECRET_PREFIXES = ("MLOPS_RUNTIME_PARAM_", "DATAROBOT_")
+# vLLM closes idle keep-alive connections after this (its default, 5 s, races the adapter's
+# pooled connections: a request sent as the server closes fails with "Server disconnected").
+# The adapter's clients drop idle connections after half of it, so they never meet a closing one.
+VLLM_KEEPALIVE_S = 60
 
 
 @dataclass(frozen=True)
@@ -141,9 +145,8 @@ def is_secret_name(name: str) -> bool:
     return upper.startswith(SECRET_PREFIXES) or any(marker in upper for marker in SECRET_MARKERS)
 
 
-def cache_env(plan: LaunchPlan) -> dict[str, str]:
-    """Where every child writes caches and its HOME, so nothing lands in the user's home."""
-    root = plan.cache_dir
+def cache_env(root: Path) -> dict[str, str]:
+    """Where every child writes caches and its HOME under `root`, so nothing lands in the user's home."""
     return {
         "HOME": str(root / "home"),
         "XDG_CACHE_HOME": str(root / "xdg"),
@@ -156,8 +159,9 @@ def cache_env(plan: LaunchPlan) -> dict[str, str]:
 
 def vllm_env_additions(plan: LaunchPlan, base: Mapping[str, str], api_key: str) -> dict[str, str]:
     """The variables the environment sets for vLLM on top of the scrubbed base environment."""
-    env = cache_env(plan)
+    env = cache_env(plan.cache_dir)
     env.update(VLLM_API_KEY=api_key, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+    env["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"] = str(VLLM_KEEPALIVE_S)
     if plan.model.local:
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     else:

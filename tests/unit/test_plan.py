@@ -167,6 +167,6 @@ def test_describe_masks_secrets_and_shows_sampling(code_dir):
 
 def test_caches_stay_out_of_the_users_home(code_dir, tmp_path):
     p = plan.build(values(model="m", cache_dir=str(tmp_path / "c")), [], code_dir)
-    env = plan.cache_env(p)
+    env = plan.cache_env(p.cache_dir)
     assert all(v.startswith(str(tmp_path / "c")) for v in env.values())
     assert {"HOME", "HF_HOME", "VLLM_CACHE_ROOT"} <= set(env)

@@ -19,7 +19,7 @@ from datarobot_drum.drum.exceptions import CustomHTTPError
 from openai.types.chat import ChatCompletion
 
 from ..plan import BatchSettings
-from .client import UPSTREAM_UNREACHABLE, Upstream
+from .client import Upstream, unreachable
 
 ERROR_COLUMN = "error"
 MAX_LISTED_ERRORS = 5
@@ -139,8 +139,8 @@ def score(data: pd.DataFrame, upstream: Upstream, target: str) -> pd.DataFrame:
     prompts = prompts_of(data, upstream.batch.prompt_column)
     try:
         results = run_rows(prompts, lambda p: _complete(upstream, p), upstream.batch.max_concurrent_rows)
-    except openai.APIConnectionError:
-        raise CustomHTTPError(UPSTREAM_UNREACHABLE, status_code=503) from None
+    except openai.APIConnectionError as exc:
+        raise CustomHTTPError(unreachable(exc), status_code=503) from None
     except openai.APIStatusError as exc:
         raise CustomHTTPError(f"vLLM failed: {_upstream_message(exc)}", status_code=502) from None
     return to_frame(results, target, upstream.batch)

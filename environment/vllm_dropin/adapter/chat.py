@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable, Iterator
-from functools import cache
 from typing import Any
 
 import openai
 from datarobot_drum.drum.exceptions import CustomHTTPError
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from .client import UPSTREAM_UNREACHABLE, Upstream
-
-
-@cache
-def _named_params() -> frozenset[str]:
-    return frozenset(inspect.signature(openai.resources.chat.Completions.create).parameters) - {"self"}
-
-
-def split_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments for the openai client: fields it does not name (vLLM's extensions such as
-    top_k or min_tokens) travel in extra_body unchanged."""
-    named = _named_params()
-    kwargs = {k: v for k, v in params.items() if k in named}
-    extra = {k: v for k, v in params.items() if k not in named}
-    if extra:
-        kwargs["extra_body"] = {**extra, **kwargs.get("extra_body", {})}
-    return kwargs
+from .client import Upstream, unreachable
 
 
 def _fair(stream: openai.Stream[Any], release: Callable[[], None]) -> Iterator[Any]:
@@ -53,13 +36,21 @@ def chat(params: dict[str, Any], upstream: Upstream) -> Any:
     client = upstream.clients.take()
     streaming = False
     try:
-        result = client.chat.completions.create(**split_params(params))
+        # The body goes to vLLM as the caller sent it (vLLM's own fields such as top_k included);
+        # vLLM validates it. create() would re-check and re-transform every field for nothing.
+        result = client.post(
+            "/chat/completions",
+            body=params,
+            cast_to=ChatCompletion,
+            stream=bool(params.get("stream")),
+            stream_cls=openai.Stream[ChatCompletionChunk],
+        )
         streaming = bool(params.get("stream"))
         return _fair(result, lambda: upstream.clients.give_back(client)) if streaming else result
     except openai.APIStatusError as exc:
         raise CustomHTTPError(f"vLLM: {exc.message}", status_code=exc.status_code) from None
-    except openai.APIConnectionError:
-        raise CustomHTTPError(UPSTREAM_UNREACHABLE, status_code=503) from None
+    except openai.APIConnectionError as exc:
+        raise CustomHTTPError(unreachable(exc), status_code=503) from None
     finally:
         if not streaming:
             upstream.clients.give_back(client)
@@ -69,5 +60,5 @@ def models(upstream: Upstream) -> list[Any]:
     try:
         with upstream.clients.client() as client:
             return list(client.models.list())
-    except openai.APIConnectionError:
-        raise CustomHTTPError(UPSTREAM_UNREACHABLE, status_code=503) from None
+    except openai.APIConnectionError as exc:
+        raise CustomHTTPError(unreachable(exc), status_code=503) from None

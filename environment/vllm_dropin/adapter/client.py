@@ -19,9 +19,14 @@ from dataclasses import dataclass
 import httpx2
 import openai
 
-from ..plan import BatchSettings
+from ..plan import VLLM_KEEPALIVE_S, BatchSettings
 
-UPSTREAM_UNREACHABLE = "vLLM server is not reachable (it may have stopped; the environment restarts)"
+
+def unreachable(exc: openai.APIConnectionError) -> str:
+    """One line for a failed connection to vLLM, naming the low-level cause (it holds no secret)."""
+    cause = exc.__cause__
+    detail = f"{type(cause).__name__}: {cause}" if cause else str(exc)
+    return f"vLLM server is not reachable ({detail}); if it stopped, the environment restarts"
 
 
 class ClientPool:
@@ -66,7 +71,8 @@ def single_connection_client(base_url: str, api_key: str, tls: ssl.SSLContext) -
         max_retries=0,  # a retry would duplicate work and hide a dead vLLM
         timeout=httpx2.Timeout(None, connect=5.0),
         http_client=openai.DefaultHttpxClient(
-            verify=tls, limits=httpx2.Limits(max_connections=1, max_keepalive_connections=1)
+            verify=tls,
+            limits=httpx2.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=VLLM_KEEPALIVE_S / 2),
         ),
     )
 

@@ -29,7 +29,7 @@ DRUM_SERVER_DEFAULTS = {
 def drum_env(plan: LaunchPlan, endpoint: VllmEndpoint, base: Mapping[str, str]) -> dict[str, str]:
     """DRUM's environment: the platform's (it needs DATAROBOT_* and runtime params) plus the adapter's settings."""
     env = dict(base)
-    env.update(plan_mod.cache_env(plan))
+    env.update(plan_mod.cache_env(plan.cache_dir))
     env.setdefault("TARGET_NAME", DEFAULT_TARGET)
     for name, payload in DRUM_SERVER_DEFAULTS.items():
         env.setdefault(f"MLOPS_RUNTIME_PARAM_{name}", json.dumps(payload))

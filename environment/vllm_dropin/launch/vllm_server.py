@@ -52,7 +52,7 @@ def vllm_executable() -> list[str]:
 def prepare_cache(plan: LaunchPlan) -> None:
     from ..errors import ConfigError
 
-    for path in plan_mod.cache_env(plan).values():
+    for path in plan_mod.cache_env(plan.cache_dir).values():
         try:
             Path(path).mkdir(parents=True, exist_ok=True)
         except OSError as exc:

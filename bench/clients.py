@@ -1,0 +1,104 @@
+"""Clients that drive each path and time it: CSV to DRUM, and concurrent openai clients."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+
+import httpx2
+import openai
+import requests
+
+from .servers import Endpoint
+from .workload import Result, csv_of, messages
+
+
+def post_batch(name: str, url: str, rows: list[str], timeout_s: float = 3600) -> Result:
+    """One CSV through DRUM's /predictions/, as the platform's batch jobs send it."""
+    body = csv_of(rows)
+    start = time.perf_counter()
+    response = requests.post(f"{url}/predictions/", data=body, headers={"Content-Type": "text/csv"}, timeout=timeout_s)
+    seconds = time.perf_counter() - start
+    response.raise_for_status()
+    texts = [str(p) for p in response.json()["predictions"]]
+    return Result(name, len(rows), seconds, texts=texts)
+
+
+# One event loop for the whole run, so clients (and their keep-alive connections) outlive a run:
+# a direct caller tuned for throughput would not reconnect for every batch.
+_RUNNER = asyncio.Runner()
+_CLIENTS: dict[tuple[str, str], list[openai.AsyncOpenAI]] = {}
+_TLS = ssl.create_default_context()
+
+
+def _clients(endpoint: Endpoint, count: int) -> list[openai.AsyncOpenAI]:
+    """`count` single-connection clients for `endpoint`: each worker owns one connection."""
+    pool = _CLIENTS.setdefault((endpoint.base_url, endpoint.api_key), [])
+    while len(pool) < count:
+        pool.append(
+            openai.AsyncOpenAI(
+                base_url=endpoint.base_url,
+                api_key=endpoint.api_key,
+                max_retries=0,
+                timeout=httpx2.Timeout(None, connect=10.0),
+                http_client=openai.DefaultAsyncHttpxClient(verify=_TLS, limits=httpx2.Limits(max_connections=1)),
+            )
+        )
+    return pool[:count]
+
+
+def _run_workers(endpoint: Endpoint, count: int, concurrency: int, one) -> list:
+    """Call `one(client, i)` for i in range(count) with `concurrency` workers; results in order."""
+    results: list = [None] * count
+
+    async def run() -> None:
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(count):
+            queue.put_nowait(i)
+
+        async def worker(client: openai.AsyncOpenAI) -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                results[i] = await one(client, i)
+
+        await asyncio.gather(*(worker(c) for c in _clients(endpoint, min(concurrency, count))))
+
+    _RUNNER.run(run())
+    return results
+
+
+def direct_batch(
+    name: str, endpoint: Endpoint, model: str, rows: list[str], max_tokens: int, concurrency: int
+) -> Result:
+    """Each row as a chat completion straight to vLLM, `concurrency` in flight: the baseline for our batch path."""
+
+    async def one(client: openai.AsyncOpenAI, i: int) -> tuple[str, int]:
+        reply = await client.chat.completions.create(
+            model=model, messages=messages(rows[i]), max_tokens=max_tokens, temperature=0.0, n=1
+        )
+        return reply.choices[0].message.content or "", reply.usage.completion_tokens
+
+    start = time.perf_counter()
+    answers = _run_workers(endpoint, len(rows), concurrency, one)
+    seconds = time.perf_counter() - start
+    return Result(name, len(rows), seconds, texts=[a[0] for a in answers], completion_tokens=sum(a[1] for a in answers))
+
+
+def chat_burst(name: str, endpoint: Endpoint, model: str, prompts: list[str], max_tokens: int, stream: bool) -> Result:
+    """All prompts as chat requests at once (plain or streamed), through the openai client."""
+
+    async def one(client: openai.AsyncOpenAI, i: int) -> str:
+        kwargs = {"model": model, "messages": messages(prompts[i]), "max_tokens": max_tokens, "temperature": 0.0}
+        if not stream:
+            reply = await client.chat.completions.create(**kwargs)
+            return reply.choices[0].message.content or ""
+        parts = []
+        async for chunk in await client.chat.completions.create(**kwargs, stream=True):
+            if chunk.choices and chunk.choices[0].delta.content:
+                parts.append(chunk.choices[0].delta.content)
+        return "".join(parts)
+
+    start = time.perf_counter()
+    texts = _run_workers(endpoint, len(prompts), len(prompts), one)
+    return Result(name, len(prompts), time.perf_counter() - start, texts=texts)

@@ -1,0 +1,141 @@
+"""Ratios against the targets, a side-by-side table, and a chart of one benchmark run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+OURS = "our batch path"
+
+
+def _find(rows: list[dict], path: str, size: int | None = None) -> dict | None:
+    return next((r for r in rows if r["path"] == path and (size is None or r["rows"] == size)), None)
+
+
+def _ratio(name: str, value: float | None, target: float | None, better: str = "higher") -> dict:
+    met = None if value is None or target is None else (value >= target if better == "higher" else value <= target)
+    return {"ratio": name, "value": None if value is None else round(value, 3), "target": target, "met": met}
+
+
+def ratios(results: dict) -> list[dict]:
+    out = []
+    batch = results["batch"]
+    for size in sorted({r["rows"] for r in batch}):
+        ours = _find(batch, OURS, size)
+        if not ours:
+            continue
+        for other, target in (("direct client", 0.95), ("offline LLM.chat", 0.80), ("stock DRUM vllm", None)):
+            found = _find(batch, other, size)
+            if found:
+                value = ours["rows_per_s"] / found["rows_per_s"]
+                out.append(_ratio(f"{size} rows: ours / {other} (rows/s)", value, target))
+    chat = results["chat"]
+    for kind in ("plain", "streamed"):
+        drum, direct = _find(chat, f"chat {kind}, through DRUM"), _find(chat, f"chat {kind}, direct")
+        if drum and direct:
+            value = drum["rows_per_s"] / direct["rows_per_s"]
+            out.append(_ratio(f"{drum['rows']} {kind} chats: through DRUM / direct", value, 0.90))
+    for row in results["standin"]:
+        out.append(_ratio(f"stand-in ceiling, {row['rows']} rows (rows/s)", row["rows_per_s"], 1000))
+    mem = list(results["memory"].values())
+    if len(mem) == 2:
+        small, large = mem
+        beyond_data = large["peak_rss_mib"] - 2 * large["csv_mib"]  # the prompts in, the same text out
+        out.append(
+            _ratio(
+                "adapter peak RSS: large CSV beyond its data / small CSV",
+                beyond_data / small["peak_rss_mib"],
+                2.0,
+                "lower",
+            )
+        )
+    start = results["startup"]
+    for state in ("cold", "warm"):
+        ours, bare = start.get(f"our entrypoint ({state})"), start.get(f"bare vllm serve ({state})")
+        if ours is not None and bare is not None:
+            out.append(_ratio(f"time to ready, {state}: ours - bare vllm serve (s)", ours - bare, 1.0, "lower"))
+    if "our entrypoint (cold)" in start and "our entrypoint (warm)" in start:
+        saved = start["our entrypoint (cold)"] - start["our entrypoint (warm)"]
+        out.append(_ratio("restart with a persistent cache_dir: seconds saved", saved, 0.0))
+    return out
+
+
+def _table(rows: list[dict], columns: list[str]) -> list[str]:
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True))  # noqa: E731
+    return [line(columns), line(["-" * w for w in widths]), *(line(row) for row in cells)]
+
+
+def text(results: dict) -> str:
+    meta = results["meta"]
+    lines = [
+        f"model {meta['model']}  engine args {' '.join(meta['engine_args'])}",
+        f"{meta['output_tokens']} output tokens per row (greedy), {meta['concurrency']} rows in flight, "
+        f"median of {meta['repeats']} runs, {meta['host']}",
+        "",
+        "Batch",
+    ]
+    columns = ["path", "rows", "seconds", "rows_per_s", "output_tokens_per_s", "rows_differing_from_direct"]
+    lines += _table(sorted(results["batch"], key=lambda r: r["rows"]), columns)
+    if results["chat"]:
+        lines += ["", "Chat", *_table(results["chat"], ["path", "rows", "seconds", "rows_per_s"])]
+    if results["standin"]:
+        lines += ["", "Adapter ceiling (instant stand-in upstream, not vLLM)"]
+        lines += _table(results["standin"], ["path", "rows", "seconds", "rows_per_s", "rows_not_echoed"])
+    if results["memory"]:
+        lines += ["", "Adapter memory (fresh DRUM worker per CSV)"]
+        lines += _table(
+            [{"csv": k, **v} for k, v in results["memory"].items()], ["csv", *next(iter(results["memory"].values()))]
+        )
+    if results["startup"]:
+        lines += [
+            "",
+            "Time to ready (s)",
+            *_table([{"server": k, "seconds": v} for k, v in results["startup"].items()], ["server", "seconds"]),
+        ]
+    marks = {True: "met", False: "MISSED", None: "reported"}
+    lines += [
+        "",
+        "Ratios",
+        *_table([{**r, "met": marks[r["met"]]} for r in results["ratios"]], ["ratio", "value", "target", "met"]),
+    ]
+    return "\n".join(lines)
+
+
+def chart(results: dict, path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    batch = results["batch"]
+    sizes = sorted({r["rows"] for r in batch})
+    paths = list(dict.fromkeys(r["path"] for r in batch))
+    width = 0.8 / max(1, len(paths))
+    for i, name in enumerate(paths):
+        xs = [s for s in range(len(sizes)) if _find(batch, name, sizes[s])]
+        axes[0].bar(
+            [x + i * width for x in xs], [_find(batch, name, sizes[x])["rows_per_s"] for x in xs], width, label=name
+        )
+    axes[0].set_xticks([x + width * (len(paths) - 1) / 2 for x in range(len(sizes))], [f"{s} rows" for s in sizes])
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("rows / s (log)")
+    axes[0].set_title("Batch")
+    axes[0].legend(fontsize=8)
+    chat = results["chat"]
+    axes[1].barh([r["path"] for r in chat], [r["rows_per_s"] for r in chat])
+    axes[1].set_xlabel("requests / s")
+    axes[1].set_title("Concurrent chat")
+    start = results["startup"]
+    axes[2].barh(list(start), list(start.values()))
+    axes[2].set_xlabel("seconds")
+    axes[2].set_title("Time to ready")
+    meta = results["meta"]
+    fig.suptitle(f"{Path(meta['model']).name}: {meta['output_tokens']} tokens/row, {meta['host']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

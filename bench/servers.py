@@ -1,0 +1,123 @@
+"""The servers a benchmark compares, each its own process group logging to a file.
+
+- our environment: `environment/start_server.sh`, exactly as the image starts it;
+- bare `vllm serve` with the same model and engine flags (time-to-ready baseline);
+- DRUM's built-in `drum server --gpu-predictor vllm` (the platform's stock path);
+- our DRUM adapter in front of the instant stand-in upstream (`bench.standin`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from demo.running import RunningEnvironment, Service, free_port, runtime_param_env
+from vllm_dropin.launch import drum_server, vllm_server
+from vllm_dropin.model_source import ModelSource
+from vllm_dropin.plan import BatchSettings, LaunchPlan, cache_env
+
+
+@dataclass
+class Endpoint:
+    """An OpenAI-compatible base URL (ending in /v1) and the key it wants."""
+
+    base_url: str
+    api_key: str = "unused"
+
+
+def cpu_env(cache: Path) -> dict[str, str]:
+    """What every vLLM here needs: a KV cache size on CPU (ignored on GPU); every cache under `cache`
+    (as our environment does), so a cold start is cold."""
+    for folder in cache_env(cache).values():
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        **cache_env(cache),
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def model_folder(model: Path, engine_args: list[str], work: Path) -> Path:
+    """A custom-model folder with the model already in vllm/ (as after load_model) and the engine flags."""
+    folder = work / "model-folder"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    (folder / "vllm").symlink_to(model.resolve(), target_is_directory=True)
+    (folder / "engine_config.json").write_text(json.dumps({"args": engine_args}))
+    return folder
+
+
+def our_environment(folder: Path, params: dict, work: Path, cache: Path) -> RunningEnvironment:
+    env = runtime_param_env({**params, "cache_dir": str(cache)})
+    return RunningEnvironment(folder, work / "our-environment.log", env=env)
+
+
+def vllm_endpoint_of(environment: RunningEnvironment) -> Endpoint:
+    """The vLLM server inside our environment, for a direct client on the same server.
+
+    Its per-launch key is read from the vLLM process's environment, which only the same user on
+    the same host can do: a benchmark's privilege, not an interface."""
+    for proc in psutil.Process(environment.proc.pid).children(recursive=True):
+        try:
+            argv, variables = proc.cmdline(), proc.environ()
+        except psutil.Error:
+            continue
+        if "serve" in argv and "--port" in argv and "VLLM_API_KEY" in variables:
+            port = argv[argv.index("--port") + 1]
+            return Endpoint(f"http://127.0.0.1:{port}/v1", variables["VLLM_API_KEY"])
+    raise RuntimeError("vLLM process of the environment not found")
+
+
+def bare_vllm(model: Path, engine_args: list[str], work: Path, cache: Path) -> tuple[Service, Endpoint]:
+    port = free_port()
+    argv = [*vllm_server.vllm_executable(), "serve", str(model), *engine_args]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--served-model-name", "bench"]
+    service = Service(argv, cpu_env(cache), work / "bare-vllm.log", name="bare vllm serve")
+    return service, Endpoint(f"http://127.0.0.1:{port}/v1")
+
+
+def stock_drum(folder: Path, params: dict, work: Path, cache: Path) -> tuple[Service, str]:
+    """DRUM's own vLLM predictor on the same model folder (it launches vLLM itself)."""
+    port = free_port()
+    env = {
+        **cpu_env(cache),
+        **runtime_param_env(params),
+        "TARGET_NAME": "resultText",
+        "OPENAI_PORT": str(free_port()),
+    }
+    env.pop("VIRTUAL_ENV", None)  # DRUM strips "$VIRTUAL_ENV/bin:" from PATH for its vLLM child
+    argv = [drum_server.drum_command(f"127.0.0.1:{port}")[0], "server", "--code-dir", str(folder)]
+    argv += ["--target-type", "textgeneration", "--gpu-predictor", "vllm", "--address", f"127.0.0.1:{port}"]
+    return Service(argv, env, work / "stock-drum.log", name="stock DRUM vllm"), f"http://127.0.0.1:{port}"
+
+
+def standin(work: Path) -> tuple[Service, Endpoint]:
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.standin", "--port", str(port)]
+    return Service(argv, os.environ, work / "standin.log", name="stand-in"), Endpoint(f"http://127.0.0.1:{port}/v1")
+
+
+def adapter_only(upstream: Endpoint, batch: BatchSettings, work: Path) -> tuple[Service, str]:
+    """Our DRUM adapter, started as the entrypoint starts it, in front of any upstream."""
+    port = free_port()
+    plan = LaunchPlan(
+        model=ModelSource("standin", False, "benchmark"),
+        args=[],
+        served_names=["standin"],
+        overridden={},
+        batch=batch,
+        cache_dir=work / "adapter-cache",
+        startup_timeout=60,
+        verify_ssl=True,
+    )
+    endpoint = vllm_server.VllmEndpoint(upstream.base_url, upstream.api_key, "standin")
+    env = drum_server.drum_env(plan, endpoint, os.environ)
+    argv = drum_server.drum_command(f"127.0.0.1:{port}")
+    return Service(argv, env, work / "adapter-only.log", name="adapter"), f"http://127.0.0.1:{port}"
