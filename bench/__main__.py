@@ -26,7 +26,7 @@ from demo.running import REPO
 from vllm_dropin.plan import BatchSettings
 
 from . import clients, memory, report, servers
-from .workload import Result, mismatches, prompts
+from .workload import Result, first_difference, mismatches, prompts
 
 PARTS = ("startup", "batch", "chat", "stock", "offline", "standin")
 CPU_ENGINE_ARGS = "--dtype float32 --max-model-len 1024"
@@ -172,6 +172,9 @@ class Bench:
         reference = self.reference.get(result.size)
         if reference is not None and result is not reference:
             result.extra["rows_differing_from_direct"] = mismatches(result, reference)
+            difference = first_difference(result, reference)
+            if difference:
+                self.results.setdefault("differences", {})[f"{result.name}, {result.size} rows"] = difference
         self.results["batch"].append(result.summary())
 
     def chat(self, env, direct: servers.Endpoint) -> None:

@@ -69,7 +69,7 @@ def vllm_endpoint_of(environment: RunningEnvironment) -> Endpoint:
             argv, variables = proc.cmdline(), proc.environ()
         except psutil.Error:
             continue
-        if "serve" in argv and "--port" in argv and "VLLM_API_KEY" in variables:
+        if "--port" in argv and "VLLM_API_KEY" in variables:
             port = argv[argv.index("--port") + 1]
             return Endpoint(f"http://127.0.0.1:{port}/v1", variables["VLLM_API_KEY"])
     raise RuntimeError("vLLM process of the environment not found")
@@ -77,7 +77,7 @@ def vllm_endpoint_of(environment: RunningEnvironment) -> Endpoint:
 
 def bare_vllm(model: Path, engine_args: list[str], work: Path, cache: Path) -> tuple[Service, Endpoint]:
     port = free_port()
-    argv = [*vllm_server.vllm_executable(), "serve", str(model), *engine_args]
+    argv = [str(Path(sys.executable).with_name("vllm")), "serve", str(model), *engine_args]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--served-model-name", "bench"]
     service = Service(argv, cpu_env(cache), work / "bare-vllm.log", name="bare vllm serve")
     return service, Endpoint(f"http://127.0.0.1:{port}/v1")
@@ -109,9 +109,6 @@ def adapter_only(upstream: Endpoint, batch: BatchSettings, work: Path) -> tuple[
     port = free_port()
     plan = LaunchPlan(
         model=ModelSource("standin", False, "benchmark"),
-        args=[],
-        served_names=["standin"],
-        overridden={},
         batch=batch,
         cache_dir=work / "adapter-cache",
         startup_timeout=60,

@@ -58,3 +58,13 @@ def mismatches(result: Result, reference: Result) -> int | None:
             a != b for a, b in zip(result.texts, reference.texts, strict=False)
         )
     return sum(a != b for a, b in zip(result.texts, reference.texts, strict=True))
+
+
+def first_difference(result: Result, reference: Result) -> dict | None:
+    """The first row whose text differs from the reference's, both texts shown (for the JSON report)."""
+    if result.texts is None or reference.texts is None:
+        return None
+    for i, (a, b) in enumerate(zip(result.texts, reference.texts, strict=False)):
+        if a != b:
+            return {"row": i, "text": a, "direct": b}
+    return None

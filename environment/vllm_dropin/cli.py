@@ -44,16 +44,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def check(code_dir: Path) -> int:
-    from .launch.vllm_server import vllm_executable
-
     values = runtime_params.read()
     engine_args = engine_config.load(code_dir)
     user_hook = hook.find(code_dir)
     plan = plan_mod.build(values, engine_args, code_dir, assume_hook_fills=user_hook is not None)
-    command = plan_mod.vllm_command(plan, vllm_executable(), "<free port>")
+    vargs = plan_mod.vllm_arguments(plan, values, engine_args)
+    command = plan_mod.vllm_command(plan, vargs, ["vllm"], "<free port>")
+    added_env = plan_mod.vllm_env_additions(plan, os.environ, "<per-launch key>")
     print(f"code dir: {code_dir}")
     print(f"load_model hook: {'runs once before launch' if user_hook else 'none'}")
-    for line in plan_mod.describe(plan, command, plan_mod.vllm_env_additions(plan, os.environ, "<per-launch key>")):
+    for line in plan_mod.describe(plan, vargs, command, added_env):
         print(line)
     print("OK: ready to launch")
     return 0

@@ -1,7 +1,10 @@
-"""Combine runtime parameters, engine_config flags and the model source into one LaunchPlan.
+"""Combine runtime parameters, engine_config flags and the model source into a launch.
 
-Pure: the same inputs give the same plan. `check` prints it; `serve` executes it; nothing else
-builds vLLM's argv or environment.
+Pure: the same inputs give the same result. Two parts, because only the second needs vLLM's
+argument parser (importing it takes seconds): the LaunchPlan (model source, batch defaults,
+caches, timeouts) that the supervisor needs, and the VllmArgs that only the vLLM process
+needs, built there where vLLM is imported anyway. `check` prints both; nothing else builds
+vLLM's argv or environment.
 """
 
 from __future__ import annotations
@@ -48,15 +51,23 @@ class BatchSettings:
 
 @dataclass(frozen=True)
 class LaunchPlan:
+    """What the supervisor needs to launch and serve; built without importing vLLM."""
+
     model: model_source.ModelSource
-    args: list[str]  # after `vllm serve <model>`, without host and port
-    served_names: list[str]
-    overridden: dict[str, str]  # runtime parameter -> engine_config flag that overrides it
     batch: BatchSettings
     cache_dir: Path
     startup_timeout: int
     verify_ssl: bool
     hf_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class VllmArgs:
+    """vLLM's arguments after `serve <model>` (no host, port or key), checked by its own parser."""
+
+    args: list[str]
+    served_names: list[str]
+    overridden: dict[str, str]  # runtime parameter -> engine_config flag that overrides it
 
 
 def _drop_dest(args: list[str], dest: str) -> list[str]:
@@ -96,29 +107,11 @@ def _default_name(ref: str) -> str:
 
 
 def build(values: Values, engine_args: list[str], code_dir: Path, assume_hook_fills: bool = False) -> LaunchPlan:
-    """The whole launch, validated by vLLM's own parser; ConfigError on any problem."""
-    explicit = vllm_args.parse(engine_args, "engine_config.json")
-    if "model_tag" in explicit:
-        raise ConfigError(
-            f"engine_config.json: $.args: stray value {explicit['model_tag']!r} is not a flag; "
-            'give the model as "--model", "<id or path>"'
-        )
-    engine_model, rest = vllm_args.split_model(engine_args)
-    source = model_source.resolve(engine_model, code_dir, values["model"], assume_hook_fills)
-    flags, overridden = _runtime_flags(values, explicit)
-
-    names = list(explicit.get("served_model_name") or [_default_name(engine_model or values["model"] or source.ref)])
-    if DEFAULT_SERVED_ALIAS not in names:
-        names.append(DEFAULT_SERVED_ALIAS)
-    args = [*flags, *_drop_dest(rest, "served_model_name"), "--served-model-name", *names]
-    vllm_args.parse([source.ref, *args], "vLLM arguments from runtime parameters and engine_config.json")
-
+    """The launch minus vLLM's argv; ConfigError on any problem found without vLLM's parser."""
+    engine_model, _ = vllm_args.split_model(engine_args)
     cache = values["cache_dir"] or Path(tempfile.gettempdir()) / "vllm-dropin-cache"
     return LaunchPlan(
-        model=source,
-        args=args,
-        served_names=names,
-        overridden=overridden,
+        model=model_source.resolve(engine_model, code_dir, values["model"], assume_hook_fills),
         batch=BatchSettings(
             prompt_column=values["prompt_column_name"],
             system_prompt=values["system_prompt"],
@@ -135,9 +128,29 @@ def build(values: Values, engine_args: list[str], code_dir: Path, assume_hook_fi
     )
 
 
-def vllm_command(plan: LaunchPlan, executable: list[str], port: int | str) -> list[str]:
+def vllm_arguments(plan: LaunchPlan, values: Values, engine_args: list[str]) -> VllmArgs:
+    """vLLM's argv, validated by its own parser: engine_config flags win over runtime parameters."""
+    explicit = vllm_args.parse(engine_args, "engine_config.json")
+    if "model_tag" in explicit:
+        raise ConfigError(
+            f"engine_config.json: $.args: stray value {explicit['model_tag']!r} is not a flag; "
+            'give the model as "--model", "<id or path>"'
+        )
+    engine_model, rest = vllm_args.split_model(engine_args)
+    flags, overridden = _runtime_flags(values, explicit)
+    names = list(
+        explicit.get("served_model_name") or [_default_name(engine_model or values["model"] or plan.model.ref)]
+    )
+    if DEFAULT_SERVED_ALIAS not in names:
+        names.append(DEFAULT_SERVED_ALIAS)
+    args = [*flags, *_drop_dest(rest, "served_model_name"), "--served-model-name", *names]
+    vllm_args.parse([plan.model.ref, *args], "vLLM arguments from runtime parameters and engine_config.json")
+    return VllmArgs(args, names, overridden)
+
+
+def vllm_command(plan: LaunchPlan, vargs: VllmArgs, executable: list[str], port: int | str) -> list[str]:
     """argv of `vllm serve` bound to loopback; holds no secret."""
-    return [*executable, "serve", plan.model.ref, *plan.args, "--host", "127.0.0.1", "--port", str(port)]
+    return [*executable, "serve", plan.model.ref, *vargs.args, "--host", "127.0.0.1", "--port", str(port)]
 
 
 def is_secret_name(name: str) -> bool:
@@ -178,7 +191,7 @@ def vllm_env(plan: LaunchPlan, base: Mapping[str, str], api_key: str) -> dict[st
     return env
 
 
-def describe(plan: LaunchPlan, command: list[str], added_env: Mapping[str, str]) -> list[str]:
+def describe(plan: LaunchPlan, vargs: VllmArgs, command: list[str], added_env: Mapping[str, str]) -> list[str]:
     """Human-readable plan for logs and `check`; secrets masked."""
     shown = " ".join(f"{k}={'***' if is_secret_name(k) else v}" for k, v in sorted(added_env.items()))
     sampling = " ".join(
@@ -186,13 +199,13 @@ def describe(plan: LaunchPlan, command: list[str], added_env: Mapping[str, str])
     )
     lines = [
         f"model: {plan.model.ref} (from {plan.model.origin}; hub access {'off' if plan.model.local else 'on'})",
-        f"served model names: {', '.join(plan.served_names)}",
+        f"served model names: {', '.join(vargs.served_names)}",
         f"vLLM command: {shlex.join(command)}",
         f"vLLM environment additions: {shown}",
         f"batch prediction defaults: {sampling}",
     ]
     lines += [
         f"runtime parameter '{name}' is overridden by {flag} in engine_config.json"
-        for name, flag in plan.overridden.items()
+        for name, flag in vargs.overridden.items()
     ]
     return lines

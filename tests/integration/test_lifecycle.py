@@ -34,10 +34,6 @@ def run_to_exit(tmp_path, params, engine_args=CPU_ENGINE_ARGS, custom_py=None, r
         (b'{"args": ["--dtype" "float32"]}', "engine_config.json: invalid JSON at line 1 column 21"),
         (json.dumps({"args": ["--dtype", 32]}).encode(), "engine_config.json: $.args[1]: expected type string, got 32"),
         (json.dumps({"flags": []}).encode(), "engine_config.json: $: expected no keys other than 'args'"),
-        (
-            json.dumps({"args": ["--max-modle-len", "64"]}).encode(),
-            "unknown vLLM flag --max-modle-len (did you mean --max-model-len?)",
-        ),
     ],
 )
 def test_bad_engine_config_stops_before_launch(tmp_path, tiny_model, raw, expected):
@@ -46,6 +42,18 @@ def test_bad_engine_config_stops_before_launch(tmp_path, tiny_model, raw, expect
     assert expected in log
     assert LAUNCH_LINE not in log
     assert "[vllm]" not in log
+
+
+def test_unknown_flag_is_rejected_before_vllm_loads_anything(tmp_path, tiny_model):
+    """Flags are checked in the vLLM process (vLLM's parser is imported there anyway), before
+    vLLM's own code runs: no engine starts, and the error is the supervisor's one line."""
+    raw = json.dumps({"args": ["--max-modle-len", "64"]}).encode()
+    code, log = run_to_exit(tmp_path, {"model": str(tiny_model)}, raw_engine=raw)
+    assert code == 2
+    message = "engine_config.json: unknown vLLM flag --max-modle-len (did you mean --max-model-len?)"
+    assert f"ERROR vllm_dropin: {message}" in log
+    assert f"deployment event: Deployment failed: {message}" in log
+    assert "EngineCore" not in log and "non-default args" not in log  # vLLM itself never started
 
 
 def test_out_of_range_parameter_stops_startup(tmp_path, tiny_model):
@@ -135,7 +143,7 @@ def test_sigterm_drains_the_batch_in_flight_and_leaves_no_process(started):
 
 def test_vllm_dying_later_stops_everything_non_zero(started):
     processes = _ours(started)
-    vllm = next(p for p in processes[1:] if "vllm" in " ".join(p.cmdline()) and "serve" in " ".join(p.cmdline()))
+    vllm = next(p for p in processes[1:] if "vllm_dropin.launch.vllm_entry" in " ".join(p.cmdline()))
     vllm.send_signal(signal.SIGKILL)
     assert started.wait_exit(60) == 1
     assert "vllm exited unexpectedly" in started.log()

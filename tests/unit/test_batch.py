@@ -1,6 +1,7 @@
 """Batch adapter logic: one output row per input row, in order, errors naming rows."""
 
 import math
+import threading
 
 import pandas as pd
 import pytest
@@ -67,6 +68,40 @@ def test_rows_come_back_in_order_whatever_the_completion_order():
     results = batch.run_rows(prompts, lambda p: batch.RowResult(choices=[p.upper()]), concurrency=8)
     frame = batch.to_frame(results, "resultText", settings())
     assert frame["resultText"].tolist() == [p.upper() for p in prompts]
+
+
+def test_rows_in_flight_reach_but_never_exceed_the_concurrency():
+    in_flight, peak, lock = 0, 0, threading.Lock()
+    all_in = threading.Barrier(4, timeout=10)  # passes only if 4 rows are in flight together
+
+    def complete(prompt):
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        if int(prompt) < 4:
+            all_in.wait()
+        with lock:
+            in_flight -= 1
+        return batch.RowResult(choices=[prompt])
+
+    results = batch.run_rows([str(i) for i in range(40)], complete, concurrency=4)
+    assert [r.choices for r in results] == [[str(i)] for i in range(40)]
+    assert peak == 4
+
+
+def test_an_upstream_failure_stops_the_batch_and_is_raised():
+    sent = []
+
+    def complete(prompt):
+        sent.append(prompt)
+        if prompt == "3":
+            raise RuntimeError("vLLM gone")
+        return batch.RowResult(choices=[prompt])
+
+    with pytest.raises(RuntimeError, match="vLLM gone"):
+        batch.run_rows([str(i) for i in range(1000)], complete, concurrency=2)
+    assert len(sent) < 10  # the other worker stops taking rows
 
 
 def test_bad_rows_are_not_sent_and_fail_the_batch_naming_each_row():

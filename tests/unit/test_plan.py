@@ -1,11 +1,13 @@
 """The launch plan: model precedence, engine_config overriding runtime parameters, env hygiene."""
 
+import json
 import shlex
 
 import pytest
 
 from vllm_dropin import plan, runtime_params
 from vllm_dropin.errors import ConfigError
+from vllm_dropin.launch import vllm_entry
 
 TOKEN = "hf_TOPSECRET123"
 CRED = {"credentialType": "api_token", "apiToken": TOKEN}
@@ -13,6 +15,12 @@ CRED = {"credentialType": "api_token", "apiToken": TOKEN}
 
 def values(**raw):
     return runtime_params.parse(raw)
+
+
+def full(vals, engine, code_dir, **kw):
+    """Both parts of a launch, as the vLLM process builds them."""
+    p = plan.build(vals, engine, code_dir, **kw)
+    return p, plan.vllm_arguments(p, vals, engine)
 
 
 @pytest.fixture
@@ -40,10 +48,10 @@ def test_model_precedence(code_dir, engine, hook_filled, param, expected_ref, ex
         fill(code_dir / "vllm")
     else:
         (code_dir / "vllm").mkdir()  # an empty folder does not count
-    p = plan.build(values(model=param), engine, code_dir)
+    p, a = full(values(model=param), engine, code_dir)
     assert p.model.ref == (str(code_dir / "vllm") if expected_ref == "HOOK" else expected_ref)
     assert expected_origin in p.model.origin
-    assert "--model" not in p.args  # the model is positional, exactly once
+    assert "--model" not in a.args  # the model is positional, exactly once
 
 
 def test_no_model_is_a_clear_error(code_dir):
@@ -61,33 +69,33 @@ def test_check_may_assume_the_hook_fills_the_folder(code_dir):
     [["--max-model-len", "512"], ["--max-model-len=512"], ["--max_model_len", "512"], ["--max_model_len=512"]],
 )
 def test_engine_config_overrides_runtime_parameter_whatever_the_spelling(code_dir, engine):
-    p = plan.build(values(model="m", max_model_len=4096), engine, code_dir)
-    joined = " ".join(p.args)
+    _, a = full(values(model="m", max_model_len=4096), engine, code_dir)
+    joined = " ".join(a.args)
     assert "4096" not in joined
-    assert p.overridden == {"max_model_len": "--max-model-len"}
-    assert sum(a.split("=")[0].replace("_", "-") == "--max-model-len" for a in p.args) == 1
+    assert a.overridden == {"max_model_len": "--max-model-len"}
+    assert sum(a.split("=")[0].replace("_", "-") == "--max-model-len" for a in a.args) == 1
 
 
 def test_short_alias_overrides_too(code_dir):
-    p = plan.build(values(model="m", gpu_memory_utilization=0.5), ["--gpu-memory-utilization=0.8"], code_dir)
-    assert "0.5" not in p.args
-    assert p.overridden == {"gpu_memory_utilization": "--gpu-memory-utilization"}
+    _, a = full(values(model="m", gpu_memory_utilization=0.5), ["--gpu-memory-utilization=0.8"], code_dir)
+    assert "0.5" not in a.args
+    assert a.overridden == {"gpu_memory_utilization": "--gpu-memory-utilization"}
 
 
 def test_runtime_parameters_become_flags(code_dir):
-    p = plan.build(
+    _, a = full(
         values(model="m", max_model_len=2048.0, gpu_memory_utilization=0.85, trust_remote_code=True), [], code_dir
     )
-    assert p.args[:5] == ["--max-model-len", "2048", "--gpu-memory-utilization", "0.85", "--trust-remote-code"]
+    assert a.args[:5] == ["--max-model-len", "2048", "--gpu-memory-utilization", "0.85", "--trust-remote-code"]
 
 
 def test_trust_remote_code_is_off_unless_asked(code_dir):
-    assert "--trust-remote-code" not in plan.build(values(model="m"), [], code_dir).args
+    assert "--trust-remote-code" not in full(values(model="m"), [], code_dir)[1].args
 
 
 def test_user_parallelism_is_kept_as_given(code_dir):
-    p = plan.build(values(model="m"), ["-tp", "2", "-pp", "2"], code_dir)
-    assert p.args[:4] == ["-tp", "2", "-pp", "2"]
+    _, a = full(values(model="m"), ["-tp", "2", "-pp", "2"], code_dir)
+    assert a.args[:4] == ["-tp", "2", "-pp", "2"]
 
 
 @pytest.mark.parametrize(
@@ -100,22 +108,22 @@ def test_user_parallelism_is_kept_as_given(code_dir):
     ],
 )
 def test_served_names_always_include_the_platform_alias(code_dir, engine, param, names):
-    p = plan.build(values(model=param), engine, code_dir)
-    assert p.served_names == names
-    i = p.args.index("--served-model-name")
-    assert p.args[i + 1 :] == names
-    assert p.args.count("--served-model-name") == 1
+    _, a = full(values(model=param), engine, code_dir)
+    assert a.served_names == names
+    i = a.args.index("--served-model-name")
+    assert a.args[i + 1 :] == names
+    assert a.args.count("--served-model-name") == 1
 
 
 def test_stray_positional_is_rejected(code_dir):
     with pytest.raises(ConfigError, match="stray value 'some/model' is not a flag"):
-        plan.build(values(model="m"), ["some/model"], code_dir)
+        full(values(model="m"), ["some/model"], code_dir)
 
 
 def test_runtime_values_are_checked_by_vllm_too(code_dir):
     # valid for us (> 0) but vLLM's parser must accept the combined command as well
-    p = plan.build(values(model="m", max_model_len=1), [], code_dir)
-    assert "--max-model-len" in p.args
+    _, a = full(values(model="m", max_model_len=1), [], code_dir)
+    assert "--max-model-len" in a.args
 
 
 def test_local_model_runs_offline_and_gets_no_token(code_dir):
@@ -128,11 +136,11 @@ def test_local_model_runs_offline_and_gets_no_token(code_dir):
 
 
 def test_hub_model_gets_token_only_through_env(code_dir):
-    p = plan.build(values(model="org/gated", HuggingFaceToken=CRED), [], code_dir)
+    p, a = full(values(model="org/gated", HuggingFaceToken=CRED), [], code_dir)
     env = plan.vllm_env(p, {"PATH": "/bin"}, "key123")
     assert env["HF_TOKEN"] == TOKEN
     assert "HF_HUB_OFFLINE" not in env
-    command = plan.vllm_command(p, ["vllm"], 8000)
+    command = plan.vllm_command(p, a, ["vllm"], 8000)
     assert TOKEN not in shlex.join(command)
     assert "key123" not in shlex.join(command)
     assert TOKEN not in repr(p)
@@ -154,8 +162,8 @@ def test_secrets_of_the_platform_never_reach_vllm(code_dir):
 
 
 def test_describe_masks_secrets_and_shows_sampling(code_dir):
-    p = plan.build(values(model="org/gated", HuggingFaceToken=CRED, temperature=0, max_tokens=7), [], code_dir)
-    lines = plan.describe(p, plan.vllm_command(p, ["vllm"], 1), plan.vllm_env_additions(p, {}, "key123"))
+    p, a = full(values(model="org/gated", HuggingFaceToken=CRED, temperature=0, max_tokens=7), [], code_dir)
+    lines = plan.describe(p, a, plan.vllm_command(p, a, ["vllm"], 1), plan.vllm_env_additions(p, {}, "key123"))
     text = "\n".join(lines)
     assert TOKEN not in text
     assert "key123" not in text
@@ -170,3 +178,17 @@ def test_caches_stay_out_of_the_users_home(code_dir, tmp_path):
     env = plan.cache_env(p.cache_dir)
     assert all(v.startswith(str(tmp_path / "c")) for v in env.values())
     assert {"HOME", "HF_HOME", "VLLM_CACHE_ROOT"} <= set(env)
+
+
+def test_the_vllm_process_gets_no_token_and_builds_the_same_command(code_dir):
+    vals = values(model="org/gated", HuggingFaceToken=CRED, max_model_len=512)
+    spec = json.loads(vllm_entry.spec_json(vals, ["-tp", "2"], code_dir))
+    assert TOKEN not in json.dumps(spec)
+    p, a = full(vals, ["-tp", "2"], code_dir)
+    assert vllm_entry.command(spec, 8000) == plan.vllm_command(p, a, ["vllm"], 8000)
+
+
+def test_the_vllm_process_rejects_unknown_flags_before_vllm_runs(code_dir):
+    spec = json.loads(vllm_entry.spec_json(values(model="m"), ["--max-modle-len", "64"], code_dir))
+    with pytest.raises(ConfigError, match=r"unknown vLLM flag --max-modle-len \(did you mean --max-model-len\?\)"):
+        vllm_entry.command(spec, 8000)

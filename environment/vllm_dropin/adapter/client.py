@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,6 +76,22 @@ def single_connection_client(base_url: str, api_key: str, tls: ssl.SSLContext) -
             limits=httpx2.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=VLLM_KEEPALIVE_S / 2),
         ),
     )
+
+
+def wait_until_healthy(base_url: str, timeout_s: float, poll_s: float = 0.1) -> None:
+    """Block until vLLM answers /health: DRUM starts alongside vLLM, and a worker that has not
+    finished loading takes no requests, so the deployment is not ready before vLLM is."""
+    health = base_url.removesuffix("/v1") + "/health"
+    deadline = time.monotonic() + timeout_s
+    with httpx2.Client(timeout=5.0) as http:
+        while time.monotonic() < deadline:
+            try:
+                if http.get(health).status_code == 200:
+                    return
+            except httpx2.HTTPError:
+                pass
+            time.sleep(poll_s)
+    raise RuntimeError(f"vLLM was not healthy after {timeout_s:g} s (see the [vllm] log lines)")
 
 
 def from_environ(environ: Mapping[str, str] = os.environ) -> Upstream:

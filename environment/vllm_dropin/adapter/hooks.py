@@ -9,12 +9,14 @@ import pandas as pd
 
 from . import batch
 from . import chat as chat_mod
-from .client import Upstream, from_environ
+from .client import Upstream, from_environ, wait_until_healthy
 
 
 def load_model(code_dir: str) -> Upstream:
-    """Per DRUM worker: connect to the vLLM the entrypoint started (the user's hook already ran)."""
-    return from_environ()
+    """Per DRUM worker: wait for the vLLM the entrypoint started (the user's hook already ran)."""
+    upstream = from_environ()
+    wait_until_healthy(os.environ["DROPIN_UPSTREAM_URL"], float(os.environ["DROPIN_STARTUP_TIMEOUT"]))
+    return upstream
 
 
 def score(data: pd.DataFrame, model: Upstream, **kwargs: Any) -> pd.DataFrame:

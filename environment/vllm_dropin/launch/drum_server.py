@@ -31,7 +31,13 @@ def drum_env(plan: LaunchPlan, endpoint: VllmEndpoint, base: Mapping[str, str]) 
     env = dict(base)
     env.update(plan_mod.cache_env(plan.cache_dir))
     env.setdefault("TARGET_NAME", DEFAULT_TARGET)
-    for name, payload in DRUM_SERVER_DEFAULTS.items():
+    # Workers wait in load_model until vLLM is healthy; gunicorn kills a worker that has not
+    # booted within its timeout, so that timeout must outlast vLLM's startup.
+    defaults = {
+        **DRUM_SERVER_DEFAULTS,
+        "DRUM_CLIENT_REQUEST_TIMEOUT": {"type": "numeric", "payload": min(3600, plan.startup_timeout + 60)},
+    }
+    for name, payload in defaults.items():
         env.setdefault(f"MLOPS_RUNTIME_PARAM_{name}", json.dumps(payload))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), base.get("PYTHONPATH", "")) if p)
     env.update(
@@ -39,6 +45,7 @@ def drum_env(plan: LaunchPlan, endpoint: VllmEndpoint, base: Mapping[str, str]) 
         DROPIN_UPSTREAM_KEY=endpoint.api_key,
         DROPIN_UPSTREAM_MODEL=endpoint.model,
         DROPIN_BATCH=plan.batch.to_json(),
+        DROPIN_STARTUP_TIMEOUT=str(plan.startup_timeout),
     )
     return env
 

@@ -1,7 +1,9 @@
-"""`serve`: resolve the plan, run the hook, start vLLM then DRUM, and own their lifecycle.
+"""`serve`: resolve the plan, run the hook, start vLLM and DRUM together, and own their lifecycle.
 
-If either child dies, the other is stopped and we exit non-zero so the platform restarts the
-container. SIGTERM/SIGINT stop DRUM first (it drains in-flight requests), then vLLM; exit 0.
+DRUM starts alongside vLLM (its startup overlaps vLLM's) and its workers wait for vLLM's health
+before they serve. If either child dies, the other is stopped and we exit non-zero so the
+platform restarts the container. SIGTERM/SIGINT stop DRUM first (it drains in-flight
+requests), then vLLM; exit 0.
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ def serve(code_dir: Path, address: str) -> int:
         values = runtime_params.read()
         reporter.set_verify_ssl(values["verifySSL"])
         engine_args = engine_config.load(code_dir)
-        vllm_args.parse(engine_args, "engine_config.json")  # fail before a long load_model
         user_hook = hook.find(code_dir)
         if user_hook is not None:
+            vllm_args.parse(engine_args, "engine_config.json")  # fail before a long load_model
             reporter.report("load_model hook started", f"running load_model from {code_dir / hook.CUSTOM_FILE}")
             hook.run(user_hook, code_dir)
             reporter.report("load_model hook finished")
@@ -61,18 +63,16 @@ def serve(code_dir: Path, address: str) -> int:
         plan = plan_mod.build(values, engine_args, code_dir)
         vllm_server.prepare_cache(plan)
 
-        vllm, endpoint, argv = vllm_server.start(plan)
+        vllm, endpoint = vllm_server.start(plan, values, engine_args, code_dir)
         children.append(vllm)
-        for line in plan_mod.describe(plan, argv, plan_mod.vllm_env_additions(plan, {}, "<per-launch key>")):
-            log.info(line)
         reporter.report("vLLM launching", f"serving {plan.model.ref}")
-        waited = vllm_server.wait_healthy(vllm, endpoint, plan.startup_timeout, stop)
+        drum = drum_server.start(plan, endpoint, address)
+        children.append(drum)
+        waited = vllm_server.wait_healthy(vllm, endpoint, plan.startup_timeout, stop, others=[drum])
         if waited is None:
             return 0
         reporter.report("vLLM ready", f"healthy after {waited:.1f} s")
-
-        children.append(drum_server.start(plan, endpoint, address))
-        log.info("DRUM serving on %s", address)
+        log.info("DRUM serving on %s once its workers see vLLM healthy", address)
         dead = _watch(children, stop)
         if dead is None:
             return 0

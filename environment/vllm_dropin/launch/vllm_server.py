@@ -1,10 +1,9 @@
-"""Start `vllm serve` from a LaunchPlan on loopback and wait until it is healthy."""
+"""Start vLLM on loopback (its argv is built in its own process, see vllm_entry) and wait until healthy."""
 
 from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import socket
 import sys
 import threading
@@ -15,10 +14,15 @@ from pathlib import Path
 import requests
 
 from .. import plan as plan_mod
+from ..errors import ConfigError
+from ..parameters import DEFAULT_SERVED_ALIAS
 from ..plan import LaunchPlan
+from ..runtime_params import Values
+from . import vllm_entry
 from .processes import Child
 
-POLL_S = 0.5
+POLL_S = 0.1
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class StartupError(Exception):
@@ -40,18 +44,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def vllm_executable() -> list[str]:
-    """The `vllm` CLI beside this interpreter (the image's venv), else the one on PATH."""
-    beside = Path(sys.executable).with_name("vllm")
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which("vllm")
-    return [found] if found else [sys.executable, "-m", "vllm.entrypoints.cli.main"]
-
-
 def prepare_cache(plan: LaunchPlan) -> None:
-    from ..errors import ConfigError
-
     for path in plan_mod.cache_env(plan.cache_dir).values():
         try:
             Path(path).mkdir(parents=True, exist_ok=True)
@@ -61,27 +54,42 @@ def prepare_cache(plan: LaunchPlan) -> None:
             raise ConfigError(f"runtime parameter 'cache_dir': {path} is not writable")
 
 
-def start(plan: LaunchPlan, port: int | None = None) -> tuple[Child, VllmEndpoint, list[str]]:
-    """Launch vLLM; returns the child, how to reach it, and its (secret-free) argv."""
-    port = port or free_port()
+def start(plan: LaunchPlan, values: Values, engine_args: list[str], code_dir: Path) -> tuple[Child, VllmEndpoint]:
+    """Launch the vLLM process; it checks its arguments first (a config error exits with code 2)."""
+    port = free_port()
     api_key = secrets.token_urlsafe(32)
-    argv = plan_mod.vllm_command(plan, vllm_executable(), port)
     env = plan_mod.vllm_env(plan, os.environ, api_key)
+    env[vllm_entry.SPEC_VAR] = vllm_entry.spec_json(values, engine_args, code_dir)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+    argv = [sys.executable, "-m", "vllm_dropin.launch.vllm_entry", "--port", str(port)]
     child = Child("vllm", argv, env, secrets=[api_key, env.get("HF_TOKEN", "")])
-    return child, VllmEndpoint(f"http://127.0.0.1:{port}/v1", api_key, plan.served_names[0]), argv
+    return child, VllmEndpoint(f"http://127.0.0.1:{port}/v1", api_key, DEFAULT_SERVED_ALIAS)
 
 
-def wait_healthy(child: Child, endpoint: VllmEndpoint, timeout_s: float, stop: threading.Event) -> float | None:
-    """Poll /health until 200; StartupError on exit or timeout; None if `stop` was set first.
+def _exited(child: Child, code: int) -> Exception:
+    tail = child.tail()
+    errors = [line for line in tail.splitlines() if line.startswith(vllm_entry.CONFIG_ERROR)]
+    if code == vllm_entry.CONFIG_ERROR_EXIT and errors:
+        return ConfigError(errors[-1].removeprefix(vllm_entry.CONFIG_ERROR))
+    name = {"vllm": "vLLM", "drum": "DRUM"}.get(child.name, child.name)
+    return StartupError(f"{name} exited with code {code} during startup; last log lines:\n{tail}")
 
-    Returns the seconds waited."""
+
+def wait_healthy(
+    child: Child, endpoint: VllmEndpoint, timeout_s: float, stop: threading.Event, others: list[Child] = ()
+) -> float | None:
+    """Poll /health until 200; None if `stop` was set first. Returns the seconds waited.
+
+    ConfigError if vLLM rejected its arguments; StartupError if it (or one of `others`, started
+    alongside it) exits, or on timeout."""
     health = endpoint.base_url.removesuffix("/v1") + "/health"
     started = time.monotonic()
     with requests.Session() as session:
         while True:
-            code = child.poll()
-            if code is not None:
-                raise StartupError(f"vLLM exited with code {code} during startup; last log lines:\n{child.tail()}")
+            for watched in (child, *others):
+                code = watched.poll()
+                if code is not None:
+                    raise _exited(watched, code)
             try:
                 if session.get(health, timeout=5).status_code == 200:
                     return time.monotonic() - started
