@@ -61,7 +61,7 @@ def ratios(results: dict) -> list[dict]:
 
 def _table(rows: list[dict], columns: list[str]) -> list[str]:
     cells = [[str(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
     line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True))  # noqa: E731
     return [line(columns), line(["-" * w for w in widths]), *(line(row) for row in cells)]
 
@@ -73,10 +73,10 @@ def text(results: dict) -> str:
         f"{meta['output_tokens']} output tokens per row (greedy), {meta['concurrency']} rows in flight, "
         f"median of {meta['repeats']} runs, {meta['host']}",
         "",
-        "Batch",
     ]
-    columns = ["path", "rows", "seconds", "rows_per_s", "output_tokens_per_s", "rows_differing_from_direct"]
-    lines += _table(sorted(results["batch"], key=lambda r: r["rows"]), columns)
+    if results["batch"]:
+        columns = ["path", "rows", "seconds", "rows_per_s", "output_tokens_per_s", "rows_differing_from_direct"]
+        lines += ["Batch", *_table(sorted(results["batch"], key=lambda r: r["rows"]), columns)]
     if results["chat"]:
         lines += ["", "Chat", *_table(results["chat"], ["path", "rows", "seconds", "rows_per_s"])]
     if results["standin"]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import re
 import threading
 
 import openai
@@ -155,3 +156,11 @@ def test_concurrent_chats_are_served_together(main_env):
     assert order.count("first") == order.count("done") == 8
     open_streams = [order[: i + 1].count("first") - order[: i + 1].count("done") for i in range(len(order))]
     assert max(open_streams) > 2, order
+
+
+def test_drum_starts_alongside_vllm_but_answers_only_once_vllm_is_healthy(main_env):
+    log = main_env.log()
+    booted = log.index("Booting worker")
+    healthy = log.index("Application startup complete")
+    first_answer = re.search(r'\[drum\] .*"(GET|POST) [^"]*" 200 ', log).start()
+    assert booted < healthy < first_answer
