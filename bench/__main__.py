@@ -64,9 +64,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def median_run(run: Callable[[], Result], repeats: int) -> Result:
-    results = sorted((run() for _ in range(repeats)), key=lambda r: r.seconds)
-    return results[len(results) // 2]
+def median_runs(runs: list[Callable[[], Result]], repeats: int) -> list[Result]:
+    """Each run `repeats` times, interleaved (a, b, a, b ...) so drift on a busy host hits all
+    alike; the median of each."""
+    results: list[list[Result]] = [[] for _ in runs]
+    for _ in range(repeats):
+        for mine, run in zip(results, runs, strict=True):
+            mine.append(run())
+    return [sorted(mine, key=lambda r: r.seconds)[len(mine) // 2] for mine in results]
 
 
 def fresh(folder: Path) -> Path:
@@ -162,8 +167,13 @@ class Bench:
         for size in self.args.sizes:
             rows = prompts(size)
             self.say(f"batch {size} rows: direct client and our batch path, {self.args.repeats} runs each ...")
-            reference = median_run(lambda rows=rows: self.direct(direct, rows), self.args.repeats)
-            ours = median_run(lambda rows=rows: clients.post_batch("our batch path", env.url, rows), self.args.repeats)
+            reference, ours = median_runs(
+                [
+                    lambda rows=rows: self.direct(direct, rows),
+                    lambda rows=rows: clients.post_batch("our batch path", env.url, rows),
+                ],
+                self.args.repeats,
+            )
             self.reference[size] = reference
             self.add_batch(reference)
             self.add_batch(ours)
@@ -183,14 +193,13 @@ class Bench:
         for stream in (False, True):
             kind = "streamed" if stream else "plain"
             self.say(f"{len(chats)} concurrent {kind} chats: direct and through DRUM ...")
-            for name, endpoint in ((f"chat {kind}, direct", direct), (f"chat {kind}, through DRUM", through_drum)):
-                result = median_run(
-                    lambda n=name, e=endpoint, s=stream: clients.chat_burst(
-                        n, e, MODEL_NAME, chats, self.args.output_tokens, s
-                    ),
-                    self.args.repeats,
+            runs = [
+                lambda n=name, e=endpoint, s=stream: clients.chat_burst(
+                    n, e, MODEL_NAME, chats, self.args.output_tokens, s
                 )
-                self.results["chat"].append(result.summary())
+                for name, endpoint in ((f"chat {kind}, direct", direct), (f"chat {kind}, through DRUM", through_drum))
+            ]
+            self.results["chat"] += [r.summary() for r in median_runs(runs, self.args.repeats)]
 
     # --- the platform's stock path --------------------------------------------------------------
     def stock(self) -> None:

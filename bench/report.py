@@ -75,7 +75,8 @@ def text(results: dict) -> str:
         "",
     ]
     if results["batch"]:
-        columns = ["path", "rows", "seconds", "rows_per_s", "output_tokens_per_s", "rows_differing_from_direct"]
+        columns = ["path", "rows", "seconds", "rows_per_s", "output_tokens_per_s", "tokens_per_row"]
+        columns.append("rows_differing_from_direct")
         lines += ["Batch", *_table(sorted(results["batch"], key=lambda r: r["rows"]), columns)]
     if results["chat"]:
         lines += ["", "Chat", *_table(results["chat"], ["path", "rows", "seconds", "rows_per_s"])]

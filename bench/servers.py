@@ -77,7 +77,7 @@ def vllm_endpoint_of(environment: RunningEnvironment) -> Endpoint:
 
 def bare_vllm(model: Path, engine_args: list[str], work: Path, cache: Path) -> tuple[Service, Endpoint]:
     port = free_port()
-    argv = [str(Path(sys.executable).with_name("vllm")), "serve", str(model), *engine_args]
+    argv = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model), *engine_args]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--served-model-name", "bench"]
     service = Service(argv, cpu_env(cache), work / "bare-vllm.log", name="bare vllm serve")
     return service, Endpoint(f"http://127.0.0.1:{port}/v1")

@@ -46,6 +46,7 @@ class Result:
         out["rows_per_s"] = round(self.rows_per_s, 1)
         if self.completion_tokens is not None:
             out["output_tokens_per_s"] = round(self.completion_tokens / self.seconds, 1)
+            out["tokens_per_row"] = round(self.completion_tokens / self.size, 2)  # = max_tokens: no early EOS
         return {**out, **self.extra}
 
 
