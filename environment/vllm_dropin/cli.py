@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import engine_config, hook, runtime_params
+from . import engine_config, gpus, hook, runtime_params
 from . import plan as plan_mod
 from .errors import ConfigError
 
@@ -48,11 +48,13 @@ def check(code_dir: Path) -> int:
     engine_args = engine_config.load(code_dir)
     user_hook = hook.find(code_dir)
     plan = plan_mod.build(values, engine_args, code_dir, assume_hook_fills=user_hook is not None)
-    vargs = plan_mod.vllm_arguments(plan, values, engine_args)
+    visible_gpus = gpus.visible(os.environ)
+    vargs = plan_mod.vllm_arguments(plan, values, engine_args, visible_gpus)
     command = plan_mod.vllm_command(plan, vargs, ["vllm"], "<free port>")
     added_env = plan_mod.vllm_env_additions(plan, os.environ, "<per-launch key>")
     print(f"code dir: {code_dir}")
     print(f"load_model hook: {'runs once before launch' if user_hook else 'none'}")
+    print(f"GPUs visible: {visible_gpus}")
     for line in plan_mod.describe(plan, vargs, command, added_env):
         print(line)
     print("OK: ready to launch")

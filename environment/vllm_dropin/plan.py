@@ -128,7 +128,31 @@ def build(values: Values, engine_args: list[str], code_dir: Path, assume_hook_fi
     )
 
 
-def vllm_arguments(plan: LaunchPlan, values: Values, engine_args: list[str]) -> VllmArgs:
+def parallelism_flags(explicit: Mapping[str, object], visible_gpus: int) -> list[str]:
+    """Tensor parallel over every visible GPU unless engine_config sets it; never more GPUs than visible.
+
+    The user's -tp/-pp/-dp always win; the default divides the GPUs by pipeline x data parallel."""
+    if visible_gpus <= 0:
+        return []  # CPU: vLLM's own defaults
+    tp = explicit.get("tensor_parallel_size")
+    pp = int(explicit.get("pipeline_parallel_size") or 1)
+    dp = int(explicit.get("data_parallel_size") or 1)
+    flags = []
+    if tp is None:
+        tp = max(1, visible_gpus // (pp * dp))
+        if tp > 1:
+            flags = ["--tensor-parallel-size", str(tp)]
+    needed = int(tp) * pp * dp
+    if needed > visible_gpus:
+        raise ConfigError(
+            f"engine_config.json: tensor parallel {tp} x pipeline parallel {pp} x data parallel {dp} needs "
+            f"{needed} GPUs but {visible_gpus} are visible (CUDA_VISIBLE_DEVICES / nvidia-smi -L); "
+            "lower -tp, -pp or -dp"
+        )
+    return flags
+
+
+def vllm_arguments(plan: LaunchPlan, values: Values, engine_args: list[str], visible_gpus: int = 0) -> VllmArgs:
     """vLLM's argv, validated by its own parser: engine_config flags win over runtime parameters."""
     explicit = vllm_args.parse(engine_args, "engine_config.json")
     if "model_tag" in explicit:
@@ -138,6 +162,7 @@ def vllm_arguments(plan: LaunchPlan, values: Values, engine_args: list[str]) -> 
         )
     engine_model, rest = vllm_args.split_model(engine_args)
     flags, overridden = _runtime_flags(values, explicit)
+    flags += parallelism_flags(explicit, visible_gpus)
     names = list(
         explicit.get("served_model_name") or [_default_name(engine_model or values["model"] or plan.model.ref)]
     )

@@ -26,17 +26,18 @@ CONFIG_ERROR_EXIT = 2
 log = logging.getLogger("vllm_dropin")
 
 
-def spec_json(values: dict[str, Any], engine_args: list[str], code_dir: Path) -> str:
+def spec_json(values: dict[str, Any], engine_args: list[str], code_dir: Path, visible_gpus: int = 0) -> str:
     """What the vLLM process needs to rebuild the plan; the Hugging Face token travels as HF_TOKEN only."""
     public = {k: v for k, v in values.items() if k != "HuggingFaceToken"}
-    return json.dumps({"values": public, "engine_args": engine_args, "code_dir": str(code_dir)})
+    spec = {"values": public, "engine_args": engine_args, "code_dir": str(code_dir), "visible_gpus": visible_gpus}
+    return json.dumps(spec)
 
 
 def command(spec: dict[str, Any], port: int) -> list[str]:
     values = {**spec["values"], "HuggingFaceToken": None}
     code_dir = Path(spec["code_dir"])
     plan = plan_mod.build(values, spec["engine_args"], code_dir)
-    vargs = plan_mod.vllm_arguments(plan, values, spec["engine_args"])
+    vargs = plan_mod.vllm_arguments(plan, values, spec["engine_args"], spec["visible_gpus"])
     argv = plan_mod.vllm_command(plan, vargs, ["vllm"], port)
     for line in plan_mod.describe(plan, vargs, argv, plan_mod.vllm_env_additions(plan, {}, "<per-launch key>")):
         log.info(line)

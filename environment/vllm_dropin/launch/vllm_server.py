@@ -13,6 +13,7 @@ from pathlib import Path
 
 import requests
 
+from .. import gpus
 from .. import plan as plan_mod
 from ..errors import ConfigError
 from ..parameters import DEFAULT_SERVED_ALIAS
@@ -59,7 +60,7 @@ def start(plan: LaunchPlan, values: Values, engine_args: list[str], code_dir: Pa
     port = free_port()
     api_key = secrets.token_urlsafe(32)
     env = plan_mod.vllm_env(plan, os.environ, api_key)
-    env[vllm_entry.SPEC_VAR] = vllm_entry.spec_json(values, engine_args, code_dir)
+    env[vllm_entry.SPEC_VAR] = vllm_entry.spec_json(values, engine_args, code_dir, gpus.visible(os.environ))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
     argv = [sys.executable, "-m", "vllm_dropin.launch.vllm_entry", "--port", str(port)]
     child = Child("vllm", argv, env, secrets=[api_key, env.get("HF_TOKEN", "")])
