@@ -12,6 +12,21 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .client import Upstream, unreachable
 
+# Characters that str.splitlines() breaks lines on but JSON leaves unescaped inside strings.
+_LINE_BREAKS_JSON_KEEPS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+class SseSafeChunk(ChatCompletionChunk):
+    """A streamed chunk whose JSON survives DRUM's SSE encoding.
+
+    DRUM writes each chunk as `data:` lines by calling splitlines() on to_json(), which also splits
+    on U+0085, U+2028 and U+2029; a token holding one of them reached the client as two data lines
+    and broke its JSON ("Invalid control character"). Escaping them keeps the JSON equal and whole.
+    """
+
+    def to_json(self, **kwargs: Any) -> str:  # type: ignore[override]
+        return super().to_json(**kwargs).translate(_LINE_BREAKS_JSON_KEEPS)
+
 
 def _fair(stream: openai.Stream[Any], release: Callable[[], None]) -> Iterator[Any]:
     """Yield to other requests after every chunk; release the client when the stream ends or is dropped.
@@ -43,7 +58,7 @@ def chat(params: dict[str, Any], upstream: Upstream) -> Any:
             body=params,
             cast_to=ChatCompletion,
             stream=bool(params.get("stream")),
-            stream_cls=openai.Stream[ChatCompletionChunk],
+            stream_cls=openai.Stream[SseSafeChunk],
         )
         streaming = bool(params.get("stream"))
         return _fair(result, lambda: upstream.clients.give_back(client)) if streaming else result
