@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from pathlib import Path
 
-from . import engine_config, gpus, hook, runtime_params
+from . import engine_config, gpus, hook, logs, runtime_params
 from . import plan as plan_mod
 from .errors import ConfigError
 
@@ -62,7 +61,7 @@ def check(code_dir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     args = _parser().parse_args(argv)
     code_dir = args.code_dir.resolve()
     try:

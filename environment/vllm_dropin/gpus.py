@@ -23,16 +23,13 @@ def count_visible(environ: Mapping[str, str], smi_listing: str | None) -> int:
         return count
     if not smi_listing:
         return 0
-    count = 0
-    gpu_migs: list[int] = []
+    gpu_migs: list[int] = []  # MIG instances of each GPU line
     for line in smi_listing.splitlines():
         if line.startswith("GPU "):
             gpu_migs.append(0)
         elif line.strip().startswith("MIG ") and gpu_migs:
             gpu_migs[-1] += 1
-    for migs in gpu_migs:
-        count += migs or 1
-    return count
+    return sum(migs or 1 for migs in gpu_migs)
 
 
 def nvidia_smi_listing() -> str | None:

@@ -48,8 +48,9 @@ def chat(params: dict[str, Any], upstream: Upstream) -> Any:
     """A ChatCompletion, or a stream of chunks when params ask for stream=true."""
     if not isinstance(params, dict):
         raise CustomHTTPError("chat request body must be a JSON object", status_code=400)
+    stream = bool(params.get("stream"))
     client = upstream.clients.take()
-    streaming = False
+    streaming = False  # once a stream is handed to DRUM, the stream gives the client back
     try:
         # The body goes to vLLM as the caller sent it (vLLM's own fields such as top_k included);
         # vLLM validates it. create() would re-check and re-transform every field for nothing.
@@ -57,11 +58,11 @@ def chat(params: dict[str, Any], upstream: Upstream) -> Any:
             "/chat/completions",
             body=params,
             cast_to=ChatCompletion,
-            stream=bool(params.get("stream")),
+            stream=stream,
             stream_cls=openai.Stream[SseSafeChunk],
         )
-        streaming = bool(params.get("stream"))
-        return _fair(result, lambda: upstream.clients.give_back(client)) if streaming else result
+        streaming = stream
+        return _fair(result, lambda: upstream.clients.give_back(client)) if stream else result
     except openai.APIStatusError as exc:
         raise CustomHTTPError(f"vLLM: {exc.message}", status_code=exc.status_code) from None
     except openai.APIConnectionError as exc:

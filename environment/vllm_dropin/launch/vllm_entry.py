@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .. import logs
 from .. import plan as plan_mod
 from ..errors import ConfigError
 
@@ -45,7 +46,7 @@ def command(spec: dict[str, Any], port: int) -> list[str]:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     parser = argparse.ArgumentParser(prog="vllm_entry", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     port = parser.parse_args().port
