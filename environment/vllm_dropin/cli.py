@@ -10,6 +10,7 @@ from pathlib import Path
 from . import engine_config, gpus, hook, logs, runtime_params
 from . import plan as plan_mod
 from .errors import ConfigError
+from .launch import vllm_server
 
 log = logging.getLogger("vllm_dropin")
 
@@ -47,15 +48,11 @@ def check(code_dir: Path) -> int:
     engine_args = engine_config.load(code_dir)
     user_hook = hook.find(code_dir)
     plan = plan_mod.build(values, engine_args, code_dir, assume_hook_fills=user_hook is not None)
-    visible_gpus = gpus.visible(os.environ)
-    vargs = plan_mod.vllm_arguments(plan, values, engine_args, visible_gpus)
-    command = plan_mod.vllm_command(plan, vargs, ["vllm"], "<free port>")
-    added_env = plan_mod.vllm_env_additions(plan, os.environ, "<per-launch key>")
+    lines = vllm_server.check(plan, values, engine_args, code_dir, assume_hook_fills=user_hook is not None)
     print(f"code dir: {code_dir}")
     print(f"load_model hook: {'runs once before launch' if user_hook else 'none'}")
-    print(f"GPUs visible: {visible_gpus}")
-    for line in plan_mod.describe(plan, vargs, command, added_env):
-        print(line)
+    print(f"GPUs visible: {gpus.visible(os.environ)}")
+    print("\n".join(lines))
     print("OK: ready to launch")
     return 0
 

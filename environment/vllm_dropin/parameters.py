@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 ParamType = Literal["string", "numeric", "boolean", "credential"]
-Feeds = Literal["model", "hf_token", "vllm_flag", "batch", "platform", "launch"]
+Feeds = Literal["model", "hf_token", "vllm_flag", "vllm_env", "batch", "platform", "launch"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Parameter:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     vllm_flag: str | None = None  # for feeds == "vllm_flag": the `vllm serve` flag it sets
+    env_var: str | None = None  # for feeds == "vllm_env": the variable it sets in vLLM's environment
 
     def bounds_text(self) -> str:
         """Human-readable range, used in error messages and docs."""
@@ -164,6 +165,36 @@ PARAMETERS: tuple[Parameter, ...] = (
         help="Writable folder for Hugging Face downloads and vLLM's compile cache. Keep it on a "
         "persistent volume to restart faster. Unset: $HF_HOME / $VLLM_CACHE_ROOT if set, else "
         "a folder under the system temp dir.",
+    ),
+    Parameter(
+        "cpu_kvcache_space_gib",
+        "numeric",
+        feeds="vllm_env",
+        env_var="VLLM_CPU_KVCACHE_SPACE",
+        integer=True,
+        minimum=1,
+        help="CPU variant only: GiB of memory for vLLM's KV cache; keep it well below the "
+        "container's memory. Unset: the image's VLLM_CPU_KVCACHE_SPACE (4). GPUs: use "
+        "gpu_memory_utilization.",
+    ),
+    Parameter(
+        "cpu_omp_threads_bind",
+        "string",
+        feeds="vllm_env",
+        env_var="VLLM_CPU_OMP_THREADS_BIND",
+        help="CPU variant only: cores vLLM's OpenMP threads are pinned to: 'auto' (one per "
+        "physical core of a NUMA node), 'nobind', or a core list such as '0-15'. "
+        "Unset: the image's VLLM_CPU_OMP_THREADS_BIND (auto).",
+    ),
+    Parameter(
+        "cpu_reserved_cores",
+        "numeric",
+        feeds="vllm_env",
+        env_var="VLLM_CPU_NUM_OF_RESERVED_CPU",
+        integer=True,
+        minimum=0,
+        help="CPU variant only: cores left out of vLLM's OpenMP threads, for its API server and "
+        "DRUM. Unset: vLLM's default.",
     ),
 )
 

@@ -58,6 +58,7 @@ class LaunchPlan:
     cache_dir: Path
     startup_timeout: int
     verify_ssl: bool
+    engine_env: dict[str, str] = field(default_factory=dict)  # from parameters that feed vLLM's env
     hf_token: str | None = field(default=None, repr=False)
 
 
@@ -124,6 +125,7 @@ def build(values: Values, engine_args: list[str], code_dir: Path, assume_hook_fi
         cache_dir=Path(cache),
         startup_timeout=values["startup_timeout_seconds"],
         verify_ssl=values["verifySSL"],
+        engine_env={p.env_var: str(values[p.name]) for p in PARAMETERS if p.env_var and values[p.name] is not None},
         hf_token=runtime_params.hf_token(values),
     )
 
@@ -197,7 +199,7 @@ def cache_env(root: Path) -> dict[str, str]:
 
 def vllm_env_additions(plan: LaunchPlan, base: Mapping[str, str], api_key: str) -> dict[str, str]:
     """The variables the environment sets for vLLM on top of the scrubbed base environment."""
-    env = cache_env(plan.cache_dir)
+    env = {**plan.engine_env, **cache_env(plan.cache_dir)}
     env.update(VLLM_API_KEY=api_key, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
     env["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"] = str(VLLM_KEEPALIVE_S)
     if plan.model.local:

@@ -192,3 +192,12 @@ def test_the_vllm_process_rejects_unknown_flags_before_vllm_runs(code_dir):
     spec = json.loads(vllm_entry.spec_json(values(model="m"), ["--max-modle-len", "64"], code_dir))
     with pytest.raises(ConfigError, match=r"unknown vLLM flag --max-modle-len \(did you mean --max-model-len\?\)"):
         vllm_entry.command(spec, 8000)
+
+
+def test_cpu_parameters_feed_vllms_environment_and_unset_ones_keep_the_images(code_dir):
+    fill(code_dir / "vllm")
+    vals = values(cpu_kvcache_space_gib=2, cpu_omp_threads_bind="0-1")
+    env = plan.vllm_env(plan.build(vals, [], code_dir), {"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}, "key")
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == "2"
+    assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
+    assert env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "1"  # unset parameter: the image's ENV default stays

@@ -14,7 +14,7 @@ import threading
 import traceback
 from pathlib import Path
 
-from .. import engine_config, events, hook, runtime_params, vllm_args
+from .. import engine_config, events, hook, runtime_params
 from .. import plan as plan_mod
 from ..errors import ConfigError
 from . import drum_server, vllm_server
@@ -54,7 +54,9 @@ def serve(code_dir: Path, address: str) -> int:
         engine_args = engine_config.load(code_dir)
         user_hook = hook.find(code_dir)
         if user_hook is not None:
-            vllm_args.parse(engine_args, "engine_config.json")  # fail before a long load_model
+            # Fail on a bad flag before a long load_model: vLLM's parser, in vLLM's Python.
+            early = plan_mod.build(values, engine_args, code_dir, assume_hook_fills=True)
+            vllm_server.check(early, values, engine_args, code_dir, assume_hook_fills=True)
             reporter.report("load_model hook started", f"running load_model from {code_dir / hook.CUSTOM_FILE}")
             hook.run(user_hook, code_dir)
             reporter.report("load_model hook finished")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -24,6 +25,10 @@ from .processes import Child
 
 POLL_S = 0.1
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
+# The Python that has vLLM; default: ours. The CUDA image keeps vLLM in the base image's Python
+# and DRUM in a venv of its own, so neither closure can break the other.
+VLLM_PYTHON_VAR = "DROPIN_VLLM_PYTHON"
+CHECK_TIMEOUT_S = 600
 
 
 class StartupError(Exception):
@@ -55,14 +60,47 @@ def prepare_cache(plan: LaunchPlan) -> None:
             raise ConfigError(f"runtime parameter 'cache_dir': {path} is not writable")
 
 
+def _entry(
+    plan: LaunchPlan,
+    values: Values,
+    engine_args: list[str],
+    code_dir: Path,
+    api_key: str,
+    mode: list[str],
+    assume_hook_fills: bool = False,
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of `vllm_entry` in vLLM's Python (scrubbed env, spec without secrets)."""
+    env = plan_mod.vllm_env(plan, os.environ, api_key)
+    visible = gpus.visible(os.environ)
+    env[vllm_entry.SPEC_VAR] = vllm_entry.spec_json(values, engine_args, code_dir, visible, assume_hook_fills)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+    python = os.environ.get(VLLM_PYTHON_VAR) or sys.executable
+    return [python, "-m", "vllm_dropin.launch.vllm_entry", *mode], env
+
+
+def check(
+    plan: LaunchPlan, values: Values, engine_args: list[str], code_dir: Path, assume_hook_fills: bool = False
+) -> list[str]:
+    """The plan as vLLM's own parser sees it, launching nothing; ConfigError on a bad flag.
+
+    `assume_hook_fills`: checked before load_model runs, so ${CODE_DIR}/vllm/ may still be empty."""
+    argv, env = _entry(plan, values, engine_args, code_dir, "<per-launch key>", ["--check"], assume_hook_fills)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
+    lines = done.stdout.splitlines()
+    errors = [line for line in lines if line.startswith(vllm_entry.CONFIG_ERROR)]
+    if done.returncode == vllm_entry.CONFIG_ERROR_EXIT and errors:
+        raise ConfigError(errors[-1].removeprefix(vllm_entry.CONFIG_ERROR))
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+        raise ConfigError(f"checking vLLM's arguments failed (exit code {done.returncode}):\n{tail}")
+    return lines
+
+
 def start(plan: LaunchPlan, values: Values, engine_args: list[str], code_dir: Path) -> tuple[Child, VllmEndpoint]:
     """Launch the vLLM process; it checks its arguments first (a config error exits with code 2)."""
     port = free_port()
     api_key = secrets.token_urlsafe(32)
-    env = plan_mod.vllm_env(plan, os.environ, api_key)
-    env[vllm_entry.SPEC_VAR] = vllm_entry.spec_json(values, engine_args, code_dir, gpus.visible(os.environ))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
-    argv = [sys.executable, "-m", "vllm_dropin.launch.vllm_entry", "--port", str(port)]
+    argv, env = _entry(plan, values, engine_args, code_dir, api_key, ["--port", str(port)])
     child = Child("vllm", argv, env, secrets=[api_key, env.get("HF_TOKEN", "")])
     return child, VllmEndpoint(f"http://127.0.0.1:{port}/v1", api_key, DEFAULT_SERVED_ALIAS)
 
