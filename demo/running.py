@@ -99,9 +99,16 @@ class Service:
 
 
 class RunningEnvironment(Service):
-    """`environment/start_server.sh` as the image runs it."""
+    """`start_server.sh` (this tree's, or an unpacked tarball's) as the image runs it."""
 
-    def __init__(self, code_dir: Path, log_path: Path, env: Mapping[str, str] = (), args: list[str] = ()):
+    def __init__(
+        self,
+        code_dir: Path,
+        log_path: Path,
+        env: Mapping[str, str] = (),
+        args: list[str] = (),
+        start_server: Path = START_SERVER,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {
@@ -113,7 +120,7 @@ class RunningEnvironment(Service):
             "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
             **dict(env),
         }
-        super().__init__(["bash", str(START_SERVER), *args], full_env, log_path, name="environment")
+        super().__init__(["bash", str(start_server), *args], full_env, log_path, name="environment")
 
     def wait_ready(self, timeout_s: float = 600) -> float:
         """Poll until DRUM answers /v1/models (vLLM healthy and a DRUM worker loaded)."""

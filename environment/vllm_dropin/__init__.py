@@ -4,3 +4,5 @@ Data flow, one module each: runtime params (`parameters`, `runtime_params`) → 
 (`engine_config`) → vLLM args (`vllm_args`, `model_source`, `plan`) → launch (`launch/`) →
 DRUM adapter (`adapter/`).
 """
+
+__version__ = "0.3.0"
