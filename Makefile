@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LOCKS := environment/requirements-vllm-cpu.lock environment/requirements-drum.lock tests/requirements.lock
 
-.PHONY: venv demo test lint bench
+.PHONY: venv demo test lint bench reliability
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: $(LOCKS) environment/install.sh
@@ -28,3 +28,10 @@ $(VENV)/.bench-installed: $(VENV)/.installed bench/requirements.lock
 
 bench: $(VENV)/.bench-installed
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH=environment $(PY) -m bench $(BENCH_ARGS)
+
+# Reliability figures: config fuzzing (cases / clear errors / invalid launches), then the fault,
+# load (prints rows, misaligned, lost chats, memory), bad-request and secrets suites.
+reliability: venv
+	PYTHONPATH=environment:. $(PY) -m tests.unit.test_config_fuzz --examples 3000
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -s -p no:warnings tests/integration/test_load.py \
+	  tests/integration/test_bad_requests.py tests/integration/test_secrets.py tests/integration/test_lifecycle.py

@@ -111,6 +111,8 @@ class RunningEnvironment(Service):
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.code_dir = code_dir
+        self.extra_env = dict(env)
         full_env = {
             **os.environ,
             "PYTHON": sys.executable,  # the image runs its own python3; here, this venv's

@@ -9,19 +9,32 @@ from demo.running import RunningEnvironment, runtime_param_env
 from tests.helpers import counting_custom_py, make_model_folder
 
 MAIN_PARAMS = {"max_tokens": 8, "temperature": 0.0, "max_concurrent_rows": 16}
+# Known secrets set on the main environment; test_secrets looks for them everywhere.
+HF_TOKEN = "hf_MainEnvSecretToken0123456789"
+PLATFORM_TOKEN = "dr-platform-MainEnvSecret-9876543210"
 
 
 @pytest.fixture(scope="session")
 def main_env(tmp_path_factory, tiny_model):
     """The air-gapped flow: no `model` parameter, no hub (HF_ENDPOINT points nowhere); the model
-    folder's load_model copies the model into ${CODE_DIR}/vllm/; DRUM runs two workers."""
+    folder's load_model copies the model into ${CODE_DIR}/vllm/; DRUM runs two workers. A Hugging
+    Face token and the platform's API token are set (the platform endpoint refuses connections)."""
     root = tmp_path_factory.mktemp("main-env")
     folder = make_model_folder(root, custom_py=counting_custom_py())
     env = RunningEnvironment(
         folder,
         root / "environment.log",
         env={
-            **runtime_param_env({**MAIN_PARAMS, "artifact_uri": str(tiny_model)}),
+            **runtime_param_env(
+                {
+                    **MAIN_PARAMS,
+                    "artifact_uri": str(tiny_model),
+                    "HuggingFaceToken": {"credentialType": "api_token", "apiToken": HF_TOKEN},
+                }
+            ),
+            "DATAROBOT_API_TOKEN": PLATFORM_TOKEN,
+            "DATAROBOT_ENDPOINT": "http://127.0.0.1:9/api/v2",
+            "MLOPS_DEPLOYMENT_ID": "dep-under-test",
             "HOOK_MARKER": str(root / "hook-calls.txt"),
             "HF_ENDPOINT": "http://127.0.0.1:9",
             "MAX_WORKERS": "2",

@@ -148,3 +148,60 @@ def test_vllm_dying_later_stops_everything_non_zero(started):
     assert started.wait_exit(60) == 1
     assert "vllm exited unexpectedly" in started.log()
     assert _alive(processes) == []
+
+
+def test_vllm_killed_mid_batch_fails_the_batch_fast_and_exits_non_zero(started):
+    """In-flight rows get a clear error at once (no hang), DRUM stops answering within 5 s, exit 1."""
+    import time
+
+    import requests
+
+    processes = _ours(started)
+    port = re.search(r"--port (\d+)", started.log()).group(1)
+    result = {}
+    csv = "promptText\n" + "\n".join(f"prompt {i}" for i in range(64)) + "\n"
+
+    def send():
+        try:
+            result["r"] = requests.post(
+                f"{started.url}/predictions/", data=csv, headers={"Content-Type": "text/csv"}, timeout=120
+            )
+        except requests.RequestException as exc:
+            result["r"] = exc
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    while True:  # wait until vLLM is working on the batch
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        if any(
+            line.startswith("vllm:num_requests_running") and not line.endswith(" 0.0") for line in metrics.splitlines()
+        ):
+            break
+    vllm = next(p for p in processes[1:] if "vllm_dropin.launch.vllm_entry" in " ".join(p.cmdline()))
+    killed = time.monotonic()
+    vllm.send_signal(signal.SIGKILL)
+    sender.join(timeout=30)
+    assert not sender.is_alive(), "the batch hung after vLLM died"
+    reply = result["r"]
+    if isinstance(reply, requests.Response):  # answered before DRUM stopped: a clear 5xx
+        assert reply.status_code == 503, reply.text[:300]
+        assert reply.json()["message"].startswith("vLLM server is not reachable (")
+    while time.monotonic() - killed < 5:
+        try:
+            requests.get(f"{started.url}/v1/models", timeout=1)
+        except requests.RequestException:
+            break
+    else:
+        pytest.fail("DRUM still answered 5 s after vLLM died")
+    assert started.wait_exit(60) == 1
+    assert _alive(processes) == []
+
+
+def test_unwritable_cache_dir_is_a_clear_error(tmp_path, tiny_model):
+    blocker = tmp_path / "a-file"  # a file in the path: not writable as a folder, even for root
+    blocker.write_text("")
+    cache = blocker / "cache"
+    code, log = run_to_exit(tmp_path, {"model": str(tiny_model), "cache_dir": str(cache)})
+    assert code == 2
+    assert "runtime parameter 'cache_dir': cannot create" in log
+    assert LAUNCH_LINE not in log

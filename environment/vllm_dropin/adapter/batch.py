@@ -73,6 +73,8 @@ def prompts_of(data: pd.DataFrame, column: str) -> list[Any]:
             "(set runtime parameter 'prompt_column_name' to choose another)",
             status_code=422,
         )
+    if data.empty:
+        raise CustomHTTPError(f"the CSV has a header but no rows: nothing to predict in '{column}'", status_code=422)
     return data[column].tolist()
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import batch
+from . import batch, csv_input
 from . import chat as chat_mod
 from .client import Upstream, from_environ, wait_until_healthy
 
@@ -17,6 +17,10 @@ def load_model(code_dir: str) -> Upstream:
     upstream = from_environ()
     wait_until_healthy(os.environ["DROPIN_UPSTREAM_URL"], float(os.environ["DROPIN_STARTUP_TIMEOUT"]))
     return upstream
+
+
+def read_input_data(input_binary_data: bytes) -> pd.DataFrame:
+    return csv_input.read_csv(input_binary_data)
 
 
 def score(data: pd.DataFrame, model: Upstream, **kwargs: Any) -> pd.DataFrame:

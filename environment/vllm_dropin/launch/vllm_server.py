@@ -84,6 +84,7 @@ def check(
     """The plan as vLLM's own parser sees it, launching nothing; ConfigError on a bad flag.
 
     `assume_hook_fills`: checked before load_model runs, so ${CODE_DIR}/vllm/ may still be empty."""
+    prepare_cache(plan)  # vLLM writes under it as soon as it is imported
     argv, env = _entry(plan, values, engine_args, code_dir, "<per-launch key>", ["--check"], assume_hook_fills)
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
     lines = done.stdout.splitlines()

@@ -1,0 +1,112 @@
+"""Load on our adapter alone: a 10k-row batch and 1000 concurrent chats at once lose nothing.
+
+The upstream is bench's echoing stand-in (named as such: it answers every chat at once with the
+prompt), so every answer shows which request it belongs to, and what is measured is DRUM plus
+our adapter, started as the entrypoint starts them. Prints its figures (run with -s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+
+import openai
+import psutil
+import pytest
+import requests
+
+from bench import servers
+from tests.integration.conftest import csv_of
+from vllm_dropin.plan import BatchSettings
+
+pytestmark = pytest.mark.integration
+
+ROWS = 10_000
+CHATS = 1000
+
+
+def tree_rss(pid: int) -> int:
+    root = psutil.Process(pid)
+    total = 0
+    for p in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += p.memory_info().rss
+    return total
+
+
+async def chat_all(url: str) -> list[str | Exception]:
+    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", timeout=600, max_retries=0)
+
+    async def one(i: int) -> str | Exception:
+        try:
+            reply = await client.chat.completions.create(
+                model="datarobot-deployed-llm", messages=[{"role": "user", "content": f"chat {i} ✓"}], max_tokens=4
+            )
+            return reply.choices[0].message.content
+        except Exception as exc:
+            return exc
+
+    try:
+        return await asyncio.gather(*(one(i) for i in range(CHATS)))
+    finally:
+        await client.close()
+
+
+def test_10k_rows_and_1000_chats_at_once_lose_and_misalign_nothing(tmp_path):
+    upstream_service, upstream = servers.standin(tmp_path)
+    batch = BatchSettings("promptText", None, 4, 1, 0.0, 256, "fail")
+    adapter, url = servers.adapter_only(upstream, batch, tmp_path)
+    try:
+        upstream_service.wait_http(upstream.base_url.removesuffix("/v1") + "/health", 60)
+        adapter.wait_http(f"{url}/v1/models", 120)
+        baseline = tree_rss(adapter.proc.pid)
+        peak = [baseline]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.2):
+                peak[0] = max(peak[0], tree_rss(adapter.proc.pid))
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        prompts = [f'row {i} ünïcode, "quoted"' for i in range(ROWS)]
+        result = {}
+
+        def post_batch() -> None:
+            result["batch"] = requests.post(
+                f"{url}/predictions/", data=csv_of(prompts).encode(), headers={"Content-Type": "text/csv"}, timeout=600
+            )
+
+        start = time.monotonic()
+        sender = threading.Thread(target=post_batch)
+        sender.start()
+        chats = asyncio.run(chat_all(url))
+        sender.join(600)
+        elapsed = time.monotonic() - start
+        done.set()
+        sampler.join()
+
+        reply = result["batch"]
+        assert reply.status_code == 200, reply.text[:500]
+        answers = reply.json()["predictions"]
+        misaligned = sum(a != p for a, p in zip(answers, prompts, strict=False))
+        failed_chats = [c for c in chats if isinstance(c, Exception)]
+        wrong_chats = sum(c != f"chat {i} ✓" for i, c in enumerate(chats) if not isinstance(c, Exception))
+        growth = (peak[0] - baseline) / 2**20
+        print(
+            f"\nload (stand-in upstream): {ROWS} rows + {CHATS} chats in {elapsed:.1f} s; rows returned "
+            f"{len(answers)}, misaligned {misaligned}; chats failed {len(failed_chats)}, wrong {wrong_chats}; "
+            f"adapter RSS {baseline / 2**20:.0f} MiB -> peak {peak[0] / 2**20:.0f} MiB (+{growth:.0f})"
+        )
+        assert len(answers) == ROWS and misaligned == 0
+        assert failed_chats == [] and wrong_chats == 0
+        assert growth < 512, f"adapter memory grew by {growth:.0f} MiB"
+        after = requests.post(
+            f"{url}/predictions/", data=csv_of(["after"]).encode(), headers={"Content-Type": "text/csv"}, timeout=60
+        )
+        assert after.status_code == 200 and after.json()["predictions"] == ["after"]
+    finally:
+        adapter.stop()
+        upstream_service.stop()
