@@ -14,6 +14,7 @@ from vllm_dropin.adapter.csv_input import read_csv
         (b"promptText\nNA\nnull\nNaN\n", ["NA", "null", "NaN"]),  # words, not missing values
         (b"promptText\n\n\n", ["", ""]),  # blank lines are rows with empty prompts (named later)
         (b'promptText,n\nhello,1\n"",2\n', ["hello", ""]),
+        (b"promptText,n\na,1\n\nb,2\n", ["a", "", "b"]),  # a blank line is kept as a row, never skipped
         ("\ufeffpromptText\ncafé ☕\n".encode(), ["café ☕"]),  # UTF-8 with a BOM
         (b'promptText\n"a, b\nand c"\n', ["a, b\nand c"]),
         (b"promptText\n", []),

@@ -3,7 +3,8 @@
 DRUM's own reader answers HTTP 500 to a non-UTF-8 or malformed CSV and echoes the whole request
 body (every prompt) into the error and its log. Here: 400 with one line that names what is wrong
 and never repeats the data. Every cell stays text: a prompt "NA" or "null" is a prompt, not a
-missing value; an empty cell or blank line is a missing prompt (the batch names its row).
+missing value; an empty cell or a blank line is a row with an empty prompt, which the batch
+names (never silently skipped).
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ def read_csv(binary: bytes) -> pd.DataFrame:
     if "\0" in text:
         raise CustomHTTPError("CSV holds NUL characters: is it a binary file?", status_code=400)
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-        if frame.shape[1] == 1:  # one column: a blank line is a row with an empty prompt, as in DRUM
-            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False)
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CustomHTTPError(f"CSV could not be parsed: {reason}", status_code=400) from None

@@ -52,7 +52,7 @@ def plan_lines(spec: dict[str, Any], port: int | str) -> tuple[list[str], list[s
     """vLLM's argv and the human-readable plan (secrets masked); ConfigError on a bad flag."""
     values = {**spec["values"], "HuggingFaceToken": None}
     code_dir = Path(spec["code_dir"])
-    plan = plan_mod.build(values, spec["engine_args"], code_dir, spec.get("assume_hook_fills", False))
+    plan = plan_mod.build(values, spec["engine_args"], code_dir, spec["assume_hook_fills"])
     vargs = plan_mod.vllm_arguments(plan, values, spec["engine_args"], spec["visible_gpus"])
     argv = plan_mod.vllm_command(plan, vargs, ["vllm"], port)
     added = plan_mod.vllm_env_additions(plan, os.environ, "<per-launch key>")

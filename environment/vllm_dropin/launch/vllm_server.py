@@ -87,14 +87,21 @@ def check(
     prepare_cache(plan)  # vLLM writes under it as soon as it is imported
     argv, env = _entry(plan, values, engine_args, code_dir, "<per-launch key>", ["--check"], assume_hook_fills)
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
-    lines = done.stdout.splitlines()
-    errors = [line for line in lines if line.startswith(vllm_entry.CONFIG_ERROR)]
-    if done.returncode == vllm_entry.CONFIG_ERROR_EXIT and errors:
-        raise ConfigError(errors[-1].removeprefix(vllm_entry.CONFIG_ERROR))
+    rejected = _config_error(done.returncode, done.stdout)
+    if rejected is not None:
+        raise rejected
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
         raise ConfigError(f"checking vLLM's arguments failed (exit code {done.returncode}):\n{tail}")
-    return lines
+    return done.stdout.splitlines()
+
+
+def _config_error(code: int, output: str) -> ConfigError | None:
+    """vllm_entry's one-line verdict on the flags, if that is why it exited."""
+    errors = [line for line in output.splitlines() if line.startswith(vllm_entry.CONFIG_ERROR)]
+    if code == vllm_entry.CONFIG_ERROR_EXIT and errors:
+        return ConfigError(errors[-1].removeprefix(vllm_entry.CONFIG_ERROR))
+    return None
 
 
 def start(plan: LaunchPlan, values: Values, engine_args: list[str], code_dir: Path) -> tuple[Child, VllmEndpoint]:
@@ -108,9 +115,9 @@ def start(plan: LaunchPlan, values: Values, engine_args: list[str], code_dir: Pa
 
 def _exited(child: Child, code: int) -> Exception:
     tail = child.tail()
-    errors = [line for line in tail.splitlines() if line.startswith(vllm_entry.CONFIG_ERROR)]
-    if code == vllm_entry.CONFIG_ERROR_EXIT and errors:
-        return ConfigError(errors[-1].removeprefix(vllm_entry.CONFIG_ERROR))
+    rejected = _config_error(code, tail)
+    if rejected is not None:
+        return rejected
     name = {"vllm": "vLLM", "drum": "DRUM"}.get(child.name, child.name)
     return StartupError(f"{name} exited with code {code} during startup; last log lines:\n{tail}")
 
