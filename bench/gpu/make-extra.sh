@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Wheels our environment needs on the CUDA host beyond vLLM's wheelhouse: DRUM's closure for
-# CPython 3.12, minus what the host image already has and what the vLLM wheelhouse brings.
+# Wheels our environment needs on the CUDA host beyond vLLM's wheelhouse: the pins of
+# environment/requirements-drum.lock for CPython 3.12, minus what the host image already has and
+# what the vLLM wheelhouse brings. (bench/gpu/check_tarball.sh wants the whole lock instead: a venv.)
 #   bench/gpu/make-extra.sh OUTDIR HOST_PACKAGES_FILE VLLM_DEPS_FILE
 # HOST_PACKAGES_FILE: the image's package names, comma- or line-separated (the device library's
 # KINDS.md "Packages:" list); VLLM_DEPS_FILE: ../shared/gpu/vllm-cuda-deps.txt.
@@ -10,10 +11,11 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 plat=(--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_31_x86_64
       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_5_x86_64
       --platform manylinux1_x86_64 --platform any)
-printf '%s\n' "datarobot-drum==1.18.1" "openai" "jsonschema" "pyyaml" > "$work/req.txt"
+lock="$(cd "$(dirname "$0")/../.." && pwd)/environment/requirements-drum.lock"
+grep -v -e '^#' -e '^filechunkio==' "$lock" > "$work/req.txt"
 # filechunkio (needed by datarobot-storage) is published as an sdist only: build its pure wheel.
-python3 -m pip wheel -q --no-deps "filechunkio>=1.6,<2" -w "$work/w"
-python3 -m pip download -q --only-binary=:all: --find-links "$work/w" "${plat[@]}" -r "$work/req.txt" -d "$work/w"
+python3 -m pip wheel -q --no-deps "$(grep '^filechunkio==' "$lock")" -w "$work/w"
+python3 -m pip download -q --no-deps --only-binary=:all: "${plat[@]}" -r "$work/req.txt" -d "$work/w"
 mkdir -p "$out"
 python3 - "$work/w" "$out" "$host" "$vdeps" <<'PY'
 import re, shutil, sys
