@@ -11,7 +11,7 @@ $(VENV)/.installed: $(LOCKS) environment/install.sh
 	touch $@
 
 demo: venv
-	$(PY) -m demo.run_demo
+	PYTHONPATH=environment $(PY) -m demo.run_demo
 
 lint: venv
 	$(VENV)/bin/ruff check .

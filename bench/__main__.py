@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from demo.running import REPO
-from vllm_dropin.plan import BatchSettings
+from vllm_dropin.contract import BatchSettings
 
 from . import clients, memory, report, servers
 from .workload import Result, first_difference, mismatches, prompts

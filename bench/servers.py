@@ -18,9 +18,11 @@ from pathlib import Path
 import psutil
 
 from demo.running import RunningEnvironment, Service, free_port, runtime_param_env
-from vllm_dropin.launch import drum_server, vllm_server
+from vllm_dropin.contract import BatchSettings, VllmEndpoint
+from vllm_dropin.launch import drum_server
 from vllm_dropin.model_source import ModelSource
-from vllm_dropin.plan import BatchSettings, LaunchPlan, cache_env
+from vllm_dropin.plan import LaunchPlan
+from vllm_dropin.process_env import cache_env
 
 
 @dataclass
@@ -108,13 +110,16 @@ def adapter_only(upstream: Endpoint, batch: BatchSettings, work: Path) -> tuple[
     """Our DRUM adapter, started as the entrypoint starts it, in front of any upstream."""
     port = free_port()
     plan = LaunchPlan(
-        model=ModelSource("standin", False, "benchmark"),
+        model=ModelSource("standin", False, "benchmark", "standin"),
+        engine_args=[],
+        param_flags={},
+        visible_gpus=0,
         batch=batch,
         cache_dir=work / "adapter-cache",
         startup_timeout=60,
         verify_ssl=True,
     )
-    endpoint = vllm_server.VllmEndpoint(upstream.base_url, upstream.api_key, "standin")
+    endpoint = VllmEndpoint(upstream.base_url, upstream.api_key, "standin")
     env = drum_server.drum_env(plan, endpoint, os.environ)
     argv = drum_server.drum_command(f"127.0.0.1:{port}")
     return Service(argv, env, work / "adapter-only.log", name="adapter"), f"http://127.0.0.1:{port}"

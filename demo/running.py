@@ -5,17 +5,15 @@ Shared by the demo, the tests and the benchmarks, so all of them exercise the im
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import requests
+from vllm_dropin import health
+from vllm_dropin.launch.processes import ProcessGroup
 
 REPO = Path(__file__).resolve().parent.parent
 START_SERVER = REPO / "environment" / "start_server.sh"
@@ -41,39 +39,30 @@ def runtime_param_env(values: Mapping[str, object]) -> dict[str, str]:
     return {f"MLOPS_RUNTIME_PARAM_{k}": json.dumps({"type": kind(v), "payload": v}) for k, v in values.items()}
 
 
-class Service:
+class Service(ProcessGroup):
     """One process group started in its own session, logging to a file; polled over HTTP."""
 
     def __init__(self, argv: list[str], env: Mapping[str, str], log_path: Path, name: str = "service"):
-        self.name = name
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            argv,
-            env=dict(env),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        super().__init__(name, argv, env, self._log)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def wait_http(self, url: str, timeout_s: float = 600) -> float:
         """Poll `url` until it answers 200; seconds since the process started. Raises if it exits first."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+
+        def exited() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
-            try:
-                if requests.get(url, timeout=5).status_code == 200:
-                    return time.monotonic() - self.started
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.name} not ready after {timeout_s} s:\n{self.log()[-4000:]}")
+            return False
+
+        try:
+            health.wait(url, timeout_s, exited)
+        except TimeoutError:
+            raise TimeoutError(f"{self.name} not ready after {timeout_s} s:\n{self.log()[-4000:]}") from None
+        return time.monotonic() - self.started
 
     def wait_exit(self, timeout_s: float) -> int:
         try:
@@ -81,21 +70,14 @@ class Service:
         finally:
             self._log.flush()
 
-    def stop(self, timeout_s: float = 60, sweep: bool = False) -> int:
+    def stop(self, timeout_s: float = 60, sweep: bool = False) -> int:  # type: ignore[override]
         """SIGTERM the leader (as the platform does); kill the group if it does not exit in time.
 
         `sweep`: kill what is left of the group even after a clean exit (for third-party servers
         that leave children behind; our own entrypoint must not need it, and tests check that)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout_s)
-        if sweep or self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        code = super().stop(timeout_s, whole_group=False, sweep=sweep)
         self._log.close()
-        return self.proc.returncode
+        return code
 
 
 class RunningEnvironment(Service):

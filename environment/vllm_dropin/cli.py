@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 
-from . import engine_config, gpus, hook, logs, runtime_params
-from . import plan as plan_mod
-from .errors import ConfigError
+from . import logs, runtime_params
+from .errors import ConfigError, DropinError, ExitCode
 from .launch import vllm_server
-
-log = logging.getLogger("vllm_dropin")
+from .launch.supervisor import report_failure, serve
+from .prepare import prepare
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,18 +41,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check(code_dir: Path) -> int:
-    values = runtime_params.read()
-    engine_args = engine_config.load(code_dir)
-    user_hook = hook.find(code_dir)
-    plan = plan_mod.build(values, engine_args, code_dir, assume_hook_fills=user_hook is not None)
-    lines = vllm_server.check(plan, values, engine_args, code_dir, assume_hook_fills=user_hook is not None)
+def check(code_dir: Path) -> ExitCode:
+    """What `serve` would launch, from the same `prepare()`; the model's hook is not run."""
+    prepared = prepare(code_dir, runtime_params.read(), os.environ)
+    lines = vllm_server.check(prepared.plan)
     print(f"code dir: {code_dir}")
-    print(f"load_model hook: {'runs once before launch' if user_hook else 'none'}")
-    print(f"GPUs visible: {gpus.visible(os.environ)}")
+    print(f"load_model hook: {'runs once before launch' if prepared.load_model else 'none'}")
+    print(f"GPUs visible: {prepared.plan.visible_gpus}")
     print("\n".join(lines))
     print("OK: ready to launch")
-    return 0
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,9 +64,6 @@ def main(argv: list[str] | None = None) -> int:
             runtime_params.load_params_file(args.runtime_params_file, str(code_dir))
         if args.command == "check":
             return check(code_dir)
-    except (ConfigError, hook.HookError) as exc:
-        log.error("%s", exc)
-        return 2
-    from .launch.supervisor import serve
-
+    except DropinError as exc:
+        return report_failure(exc)
     return serve(code_dir, args.address)

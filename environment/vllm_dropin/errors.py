@@ -1,9 +1,63 @@
-"""The one error type that stops startup with a single actionable line."""
+"""Why the environment stops: one error type per cause, each carrying its exit code.
+
+The supervisor and `check` have one handler: log the error's one line, report it to the
+platform, exit with its code. The README's exit-code table is tested against `ExitCode`.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
 
 
-class ConfigError(Exception):
+class ExitCode(IntEnum):
+    """Exit status of `python -m vllm_dropin serve|check` (and so of the container)."""
+
+    OK = 0
+    """Stopped on request (SIGTERM/SIGINT), or `check` found nothing wrong."""
+    SERVING_FAILED = 1
+    """vLLM or DRUM died after the deployment was ready; the platform restarts the container."""
+    CONFIG = 2
+    """A runtime parameter, engine_config.json or the model folder is wrong; nothing was launched."""
+    HOOK = 3
+    """The model's custom.py failed to import, or its load_model raised."""
+    STARTUP = 4
+    """vLLM or DRUM exited during startup, or vLLM was not healthy within startup_timeout_seconds."""
+
+
+class DropinError(Exception):
+    """An error that stops the environment: a one-line message without secrets (logged and sent
+    as the platform event) and, for a child that failed, `detail`: its log tail, logged only."""
+
+    exit_code: ExitCode = ExitCode.SERVING_FAILED
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class ConfigError(DropinError):
     """A user-fixable problem with parameters, engine_config.json or the model folder.
 
     The message is one line that names the field (or file and JSON path) and what was
     expected; it never contains a secret value.
     """
+
+    exit_code = ExitCode.CONFIG
+
+
+class HookError(DropinError):
+    """The model's custom.py failed to import or its load_model raised; __cause__ holds why."""
+
+    exit_code = ExitCode.HOOK
+
+
+class StartupError(DropinError):
+    """vLLM or DRUM exited during startup, or vLLM did not become healthy in time."""
+
+    exit_code = ExitCode.STARTUP
+
+
+class ServingError(DropinError):
+    """A child died after the deployment was ready."""
+
+    exit_code = ExitCode.SERVING_FAILED

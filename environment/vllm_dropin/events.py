@@ -8,7 +8,6 @@ the token) and dropped.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 from collections.abc import Mapping
@@ -80,7 +79,3 @@ class EventReporter:
                         type(exc).__name__
                         + (f" {exc.response.status_code}" if getattr(exc, "response", None) is not None else ""),
                     )
-
-
-def from_environ(verify_ssl: bool = True) -> EventReporter:
-    return EventReporter(os.environ, verify_ssl)

@@ -1,4 +1,4 @@
-"""Read runtime parameters through DRUM's `RuntimeParameters` into typed, validated values.
+"""Read runtime parameters through DRUM's `RuntimeParameters` into one typed `Settings`.
 
 A null payload means "unset" (the declared default applies). Errors name the parameter and
 what was expected, and never repeat the payload: DRUM's own exceptions do (credentials
@@ -12,10 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import ConfigError
-from .parameters import PARAMETERS, Parameter
-
-Credential = Mapping[str, Any]
-Values = dict[str, Any]
+from .settings import PARAMETERS, Parameter, Settings
 
 
 def coerce(param: Parameter, payload: Any) -> Any:
@@ -56,9 +53,9 @@ def _coerce_number(param: Parameter, payload: Any, where: str) -> float | int:
     return float(payload)
 
 
-def parse(raw: Mapping[str, Any]) -> Values:
-    """Typed values for every declared parameter from raw payloads (absent = unset)."""
-    return {p.name: coerce(p, raw.get(p.name)) for p in PARAMETERS}
+def parse(raw: Mapping[str, Any]) -> Settings:
+    """Typed settings from raw payloads (absent = unset)."""
+    return Settings(**{p.name: coerce(p, raw.get(p.name)) for p in PARAMETERS})
 
 
 def read_raw() -> dict[str, Any]:
@@ -80,22 +77,9 @@ def read_raw() -> dict[str, Any]:
     return raw
 
 
-def read() -> Values:
-    """Typed values of all declared parameters from the process environment."""
+def read() -> Settings:
+    """Typed settings from the process environment."""
     return parse(read_raw())
-
-
-def hf_token(values: Values) -> str | None:
-    """The API token inside the HuggingFaceToken credential, if any."""
-    cred = values.get("HuggingFaceToken")
-    if not cred:
-        return None
-    token = cred.get("apiToken") or cred.get("token")
-    if not isinstance(token, str) or not token:
-        raise ConfigError(
-            "runtime parameter 'HuggingFaceToken': expected an api_token credential with a non-empty apiToken"
-        )
-    return token
 
 
 def load_params_file(values_file: str, code_dir: str) -> None:

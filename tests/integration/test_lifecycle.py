@@ -146,7 +146,7 @@ def test_vllm_dying_later_stops_everything_non_zero(started):
     vllm = next(p for p in processes[1:] if "vllm_dropin.launch.vllm_entry" in " ".join(p.cmdline()))
     vllm.send_signal(signal.SIGKILL)
     assert started.wait_exit(60) == 1
-    assert "vllm exited unexpectedly" in started.log()
+    assert "vLLM exited unexpectedly" in started.log()
     assert _alive(processes) == []
 
 

@@ -19,7 +19,7 @@ import requests
 
 from bench import servers
 from tests.integration.conftest import csv_of
-from vllm_dropin.plan import BatchSettings
+from vllm_dropin.contract import BatchSettings
 
 pytestmark = pytest.mark.integration
 

@@ -8,12 +8,12 @@ import pytest
 from datarobot_drum.drum.exceptions import CustomHTTPError
 
 from vllm_dropin.adapter import batch
-from vllm_dropin.plan import BatchSettings
+from vllm_dropin.contract import BatchSettings
 
 
 def settings(**kw):
     base = dict(
-        prompt_column="promptText",
+        prompt_column_name="promptText",
         system_prompt=None,
         max_tokens=8,
         n=1,

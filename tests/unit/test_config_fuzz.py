@@ -2,7 +2,7 @@
 or rejected with one clear line; never a traceback, never an accepted config that is invalid.
 
 Runs the same steps as startup, in-process: runtime_params.read() (DRUM's RuntimeParameters over
-MLOPS_RUNTIME_PARAM_* variables), engine_config.load(), plan.build() and plan.vllm_arguments()
+MLOPS_RUNTIME_PARAM_* variables), prepare() (engine_config.json, the plan) and vllm_command.build()
 (vLLM's own parser). Figures: `make reliability` (this module as a script, more examples).
 """
 
@@ -21,9 +21,10 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vllm_dropin import engine_config, plan, runtime_params, vllm_args
+from vllm_dropin import engine_config, runtime_params, vllm_command, vllm_flags
 from vllm_dropin.errors import ConfigError
-from vllm_dropin.parameters import PARAMETERS
+from vllm_dropin.prepare import prepare
+from vllm_dropin.settings import PARAMETERS
 
 SECRET = "hf_FuzzSecretToken42"
 FLAGS = [
@@ -88,19 +89,18 @@ def check_one(env: dict[str, str], engine_text: str | None, visible_gpus: int, c
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_RUNTIME_PARAM_")}
     with mock.patch.dict(os.environ, {**clean, **env}, clear=True):
         try:
-            values = runtime_params.read()
-            engine_args = engine_config.load(code_dir)
-            launch = plan.build(values, engine_args, code_dir)
-            vargs = plan.vllm_arguments(launch, values, engine_args, visible_gpus)
+            settings = runtime_params.read()
+            gpus = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, range(visible_gpus)))}
+            command = vllm_command.build(prepare(code_dir, settings, gpus).plan)
         except ConfigError as exc:
             message = str(exc)
             assert message and "\n" not in message and "Traceback" not in message, message
             assert SECRET not in message, message
             return "rejected"
     # Accepted: it must be a config we would stand behind.
-    assert all(_bounded(p, values[p.name]) for p in PARAMETERS), values
-    vllm_args.parse([launch.model.ref, *vargs.args], "final")  # vLLM's parser takes the final argv
-    explicit = vllm_args.parse(vargs.args, "final")
+    assert all(_bounded(p, getattr(settings, p.name)) for p in PARAMETERS), settings
+    vllm_flags.parse(command.argv[2:], "final")  # vLLM's parser takes the final argv
+    explicit = vllm_flags.parse(command.argv[3:], "final")
     assert not {"host", "port", "api_key"} & explicit.keys()
     gpus = int(explicit.get("tensor_parallel_size") or 1) * int(explicit.get("pipeline_parallel_size") or 1)
     assert visible_gpus == 0 or gpus * int(explicit.get("data_parallel_size") or 1) <= visible_gpus

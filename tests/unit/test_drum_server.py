@@ -5,8 +5,8 @@ import os
 import pytest
 
 from vllm_dropin import plan, runtime_params
+from vllm_dropin.contract import VllmEndpoint, WorkerContract
 from vllm_dropin.launch import drum_server
-from vllm_dropin.launch.vllm_server import VllmEndpoint
 
 
 @pytest.mark.parametrize(("cpus", "workers"), [(None, 1), (1, 1), (2, 1), (8, 2), (16, 4), (64, 8), (128, 8)])
@@ -16,6 +16,14 @@ def test_default_workers(cpus, workers):
 
 @pytest.mark.parametrize("user", [{}, {"MAX_WORKERS": "3"}])
 def test_user_worker_count_wins(tmp_path, user):
-    vals = runtime_params.parse({"model": "m"})
-    env = drum_server.drum_env(plan.build(vals, [], tmp_path), VllmEndpoint("http://x/v1", "k", "m"), user)
+    settings = runtime_params.parse({"model": "m"})
+    env = drum_server.drum_env(plan.build(settings, [], tmp_path), VllmEndpoint("http://x/v1", "k", "m"), user)
     assert env["MAX_WORKERS"] == user.get("MAX_WORKERS", str(drum_server.default_workers(os.cpu_count())))
+
+
+def test_workers_read_back_what_the_supervisor_wrote(tmp_path):
+    launch = plan.build(runtime_params.parse({"model": "m", "max_tokens": 7}), [], tmp_path)
+    endpoint = VllmEndpoint("http://127.0.0.1:1/v1", "key")
+    contract = WorkerContract.from_env(drum_server.drum_env(launch, endpoint, {"TARGET_NAME": "answer"}))
+    assert contract == WorkerContract(endpoint, launch.batch, launch.startup_timeout, "answer")
+    assert contract.batch.max_tokens == 7

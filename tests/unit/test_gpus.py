@@ -2,7 +2,7 @@
 
 import pytest
 
-from vllm_dropin import gpus, plan, runtime_params, vllm_args
+from vllm_dropin import gpus, plan, runtime_params, vllm_command, vllm_flags
 from vllm_dropin.errors import ConfigError
 
 TWO = "GPU 0: NVIDIA H200 (UUID: GPU-a)\nGPU 1: NVIDIA H200 (UUID: GPU-b)\n"
@@ -47,13 +47,13 @@ def test_count_visible(environ, listing, expected):
     ],
 )
 def test_parallelism_defaults(engine, visible, expected_flags):
-    explicit = vllm_args.parse(engine, "engine_config.json")
-    assert plan.parallelism_flags(explicit, visible) == expected_flags
+    explicit = vllm_flags.parse(engine, "engine_config.json")
+    assert vllm_command.parallelism_flags(explicit, visible) == expected_flags
 
 
 def test_default_tensor_parallel_reaches_vllms_arguments(tmp_path):
-    vals = runtime_params.parse({"model": "m"})
-    args = plan.vllm_arguments(plan.build(vals, [], tmp_path), vals, [], visible_gpus=4).args
+    settings = runtime_params.parse({"model": "m"})
+    args = vllm_command.build(plan.build(settings, [], tmp_path, visible_gpus=4)).argv
     i = args.index("--tensor-parallel-size")
     assert args[i + 1] == "4"
 
@@ -63,6 +63,6 @@ def test_default_tensor_parallel_reaches_vllms_arguments(tmp_path):
     [(["-tp", "4"], 2), (["-tp", "2", "-pp", "2"], 2), (["-pp", "4"], 2), (["-dp", "2", "-tp", "2"], 3)],
 )
 def test_more_gpus_than_visible_is_a_clear_error(engine, visible, tmp_path):
-    vals = runtime_params.parse({"model": "m"})
+    settings = runtime_params.parse({"model": "m"})
     with pytest.raises(ConfigError, match=f"GPUs but {visible} are visible .* lower -tp, -pp or -dp"):
-        plan.vllm_arguments(plan.build(vals, engine, tmp_path), vals, engine, visible)
+        vllm_command.build(plan.build(settings, engine, tmp_path, visible))

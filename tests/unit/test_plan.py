@@ -1,13 +1,15 @@
 """The launch plan: model precedence, engine_config overriding runtime parameters, env hygiene."""
 
-import json
+import dataclasses
 import shlex
 
 import pytest
 
-from vllm_dropin import plan, runtime_params
+from vllm_dropin import plan, process_env, runtime_params, vllm_command
+from vllm_dropin.contract import BatchSettings
 from vllm_dropin.errors import ConfigError
 from vllm_dropin.launch import vllm_entry
+from vllm_dropin.settings import PARAMETERS
 
 TOKEN = "hf_TOPSECRET123"
 CRED = {"credentialType": "api_token", "apiToken": TOKEN}
@@ -17,10 +19,15 @@ def values(**raw):
     return runtime_params.parse(raw)
 
 
-def full(vals, engine, code_dir, **kw):
-    """Both parts of a launch, as the vLLM process builds them."""
-    p = plan.build(vals, engine, code_dir, **kw)
-    return p, plan.vllm_arguments(p, vals, engine)
+def full(settings, engine, code_dir, **kw):
+    """The plan and vLLM's command, as the vLLM process builds it."""
+    p = plan.build(settings, engine, code_dir, **kw)
+    return p, vllm_command.build(p)
+
+
+def args_of(command):
+    """The flags after `vllm serve <model>`."""
+    return command.argv[3:]
 
 
 @pytest.fixture
@@ -51,7 +58,8 @@ def test_model_precedence(code_dir, engine, hook_filled, param, expected_ref, ex
     p, a = full(values(model=param), engine, code_dir)
     assert p.model.ref == (str(code_dir / "vllm") if expected_ref == "HOOK" else expected_ref)
     assert expected_origin in p.model.origin
-    assert "--model" not in a.args  # the model is positional, exactly once
+    assert a.argv[:3] == ["vllm", "serve", p.model.ref]
+    assert "--model" not in a.argv  # the model is positional, exactly once
 
 
 def test_no_model_is_a_clear_error(code_dir):
@@ -59,9 +67,29 @@ def test_no_model_is_a_clear_error(code_dir):
         plan.build(values(), [], code_dir)
 
 
-def test_check_may_assume_the_hook_fills_the_folder(code_dir):
-    p = plan.build(values(), [], code_dir, assume_hook_fills=True)
+def test_a_pending_hook_is_assumed_to_fill_the_folder_until_it_ran(code_dir):
+    settings = values()
+    p = plan.build(settings, [], code_dir, hook_pending=True)
     assert p.model.ref == str(code_dir / "vllm")
+    assert p.model.name == "vllm"
+    with pytest.raises(ConfigError, match="no model to serve"):  # the hook ran and filled nothing
+        plan.settle_model(p, settings, code_dir)
+    fill(code_dir / "vllm")
+    assert plan.settle_model(p, settings, code_dir).model.origin.endswith("(filled by load_model or shipped)")
+
+
+def test_the_plan_travels_as_json_without_the_token(code_dir):
+    p = plan.build(
+        values(model="org/gated", HuggingFaceToken=CRED, max_model_len=512), ["-tp", "2"], code_dir, visible_gpus=2
+    )
+    text = p.to_json()
+    assert TOKEN not in text
+    assert plan.LaunchPlan.from_json(text) == dataclasses.replace(p, hf_token=None)
+
+
+def test_batch_settings_are_the_batch_parameters():
+    declared = {p.name for p in PARAMETERS if p.feeds == "batch"}
+    assert {f.name for f in dataclasses.fields(BatchSettings)} == declared
 
 
 @pytest.mark.parametrize(
@@ -70,15 +98,15 @@ def test_check_may_assume_the_hook_fills_the_folder(code_dir):
 )
 def test_engine_config_overrides_runtime_parameter_whatever_the_spelling(code_dir, engine):
     _, a = full(values(model="m", max_model_len=4096), engine, code_dir)
-    joined = " ".join(a.args)
+    joined = " ".join(a.argv)
     assert "4096" not in joined
     assert a.overridden == {"max_model_len": "--max-model-len"}
-    assert sum(a.split("=")[0].replace("_", "-") == "--max-model-len" for a in a.args) == 1
+    assert sum(t.split("=")[0].replace("_", "-") == "--max-model-len" for t in a.argv) == 1
 
 
 def test_short_alias_overrides_too(code_dir):
     _, a = full(values(model="m", gpu_memory_utilization=0.5), ["--gpu-memory-utilization=0.8"], code_dir)
-    assert "0.5" not in a.args
+    assert "0.5" not in a.argv
     assert a.overridden == {"gpu_memory_utilization": "--gpu-memory-utilization"}
 
 
@@ -86,16 +114,16 @@ def test_runtime_parameters_become_flags(code_dir):
     _, a = full(
         values(model="m", max_model_len=2048.0, gpu_memory_utilization=0.85, trust_remote_code=True), [], code_dir
     )
-    assert a.args[:5] == ["--max-model-len", "2048", "--gpu-memory-utilization", "0.85", "--trust-remote-code"]
+    assert args_of(a)[:5] == ["--max-model-len", "2048", "--gpu-memory-utilization", "0.85", "--trust-remote-code"]
 
 
 def test_trust_remote_code_is_off_unless_asked(code_dir):
-    assert "--trust-remote-code" not in full(values(model="m"), [], code_dir)[1].args
+    assert "--trust-remote-code" not in full(values(model="m"), [], code_dir)[1].argv
 
 
 def test_user_parallelism_is_kept_as_given(code_dir):
     _, a = full(values(model="m"), ["-tp", "2", "-pp", "2"], code_dir)
-    assert a.args[:4] == ["-tp", "2", "-pp", "2"]
+    assert args_of(a)[:4] == ["-tp", "2", "-pp", "2"]
 
 
 @pytest.mark.parametrize(
@@ -110,9 +138,9 @@ def test_user_parallelism_is_kept_as_given(code_dir):
 def test_served_names_always_include_the_platform_alias(code_dir, engine, param, names):
     _, a = full(values(model=param), engine, code_dir)
     assert a.served_names == names
-    i = a.args.index("--served-model-name")
-    assert a.args[i + 1 :] == names
-    assert a.args.count("--served-model-name") == 1
+    i = a.argv.index("--served-model-name")
+    assert a.argv[i + 1 :] == names
+    assert a.argv.count("--served-model-name") == 1
 
 
 def test_stray_positional_is_rejected(code_dir):
@@ -123,13 +151,13 @@ def test_stray_positional_is_rejected(code_dir):
 def test_runtime_values_are_checked_by_vllm_too(code_dir):
     # valid for us (> 0) but vLLM's parser must accept the combined command as well
     _, a = full(values(model="m", max_model_len=1), [], code_dir)
-    assert "--max-model-len" in a.args
+    assert "--max-model-len" in a.argv
 
 
 def test_local_model_runs_offline_and_gets_no_token(code_dir):
     model = fill(code_dir / "weights")
     p = plan.build(values(model=str(model), HuggingFaceToken=CRED), [], code_dir)
-    env = plan.vllm_env(p, {"PATH": "/bin", "HF_TOKEN": TOKEN}, "key123")
+    env = process_env.vllm_env(p, {"PATH": "/bin", "HF_TOKEN": TOKEN}, "key123")
     assert env["HF_HUB_OFFLINE"] == "1"
     assert "HF_TOKEN" not in env
     assert env["VLLM_API_KEY"] == "key123"
@@ -137,10 +165,10 @@ def test_local_model_runs_offline_and_gets_no_token(code_dir):
 
 def test_hub_model_gets_token_only_through_env(code_dir):
     p, a = full(values(model="org/gated", HuggingFaceToken=CRED), [], code_dir)
-    env = plan.vllm_env(p, {"PATH": "/bin"}, "key123")
+    env = process_env.vllm_env(p, {"PATH": "/bin"}, "key123")
     assert env["HF_TOKEN"] == TOKEN
     assert "HF_HUB_OFFLINE" not in env
-    command = plan.vllm_command(p, a, ["vllm"], 8000)
+    command = a.bound_to(8000)
     assert TOKEN not in shlex.join(command)
     assert "key123" not in shlex.join(command)
     assert TOKEN not in repr(p)
@@ -156,14 +184,14 @@ def test_secrets_of_the_platform_never_reach_vllm(code_dir):
         "AWS_SECRET_ACCESS_KEY": "aws",
         "SOME_API_KEY": "k",
     }
-    env = plan.vllm_env(plan.build(values(model="m"), [], code_dir), base, "key")
+    env = process_env.vllm_env(plan.build(values(model="m"), [], code_dir), base, "key")
     assert {"PATH", "CUDA_VISIBLE_DEVICES"} <= set(env)
     assert not {k for k in base if k not in ("PATH", "CUDA_VISIBLE_DEVICES")} & set(env)
 
 
 def test_describe_masks_secrets_and_shows_sampling(code_dir):
     p, a = full(values(model="org/gated", HuggingFaceToken=CRED, temperature=0, max_tokens=7), [], code_dir)
-    lines = plan.describe(p, a, plan.vllm_command(p, a, ["vllm"], 1), plan.vllm_env_additions(p, {}, "key123"))
+    lines = vllm_command.describe(p, a, process_env.vllm_env_additions(p, {}, "key123"), 1)
     text = "\n".join(lines)
     assert TOKEN not in text
     assert "key123" not in text
@@ -175,29 +203,29 @@ def test_describe_masks_secrets_and_shows_sampling(code_dir):
 
 def test_caches_stay_out_of_the_users_home(code_dir, tmp_path):
     p = plan.build(values(model="m", cache_dir=str(tmp_path / "c")), [], code_dir)
-    env = plan.cache_env(p.cache_dir)
+    env = process_env.cache_env(p.cache_dir)
     assert all(v.startswith(str(tmp_path / "c")) for v in env.values())
     assert {"HOME", "HF_HOME", "VLLM_CACHE_ROOT"} <= set(env)
 
 
-def test_the_vllm_process_gets_no_token_and_builds_the_same_command(code_dir):
-    vals = values(model="org/gated", HuggingFaceToken=CRED, max_model_len=512)
-    spec = json.loads(vllm_entry.spec_json(vals, ["-tp", "2"], code_dir))
-    assert TOKEN not in json.dumps(spec)
-    p, a = full(vals, ["-tp", "2"], code_dir)
-    assert vllm_entry.command(spec, 8000) == plan.vllm_command(p, a, ["vllm"], 8000)
+def test_the_vllm_process_builds_the_same_command_from_the_json_plan(code_dir):
+    p, a = full(
+        values(model="org/gated", HuggingFaceToken=CRED, max_model_len=512), ["-tp", "2"], code_dir, visible_gpus=2
+    )
+    argv, _ = vllm_entry.plan_lines(plan.LaunchPlan.from_json(p.to_json()), 8000)
+    assert argv == a.bound_to(8000)
 
 
 def test_the_vllm_process_rejects_unknown_flags_before_vllm_runs(code_dir):
-    spec = json.loads(vllm_entry.spec_json(values(model="m"), ["--max-modle-len", "64"], code_dir))
+    p = plan.build(values(model="m"), ["--max-modle-len", "64"], code_dir)
     with pytest.raises(ConfigError, match=r"unknown vLLM flag --max-modle-len \(did you mean --max-model-len\?\)"):
-        vllm_entry.command(spec, 8000)
+        vllm_entry.plan_lines(p, 8000)
 
 
 def test_cpu_parameters_feed_vllms_environment_and_unset_ones_keep_the_images(code_dir):
     fill(code_dir / "vllm")
     vals = values(cpu_kvcache_space_gib=2, cpu_omp_threads_bind="0-1")
-    env = plan.vllm_env(plan.build(vals, [], code_dir), {"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}, "key")
+    env = process_env.vllm_env(plan.build(vals, [], code_dir), {"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}, "key")
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "2"
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
     assert env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "1"  # unset parameter: the image's ENV default stays

@@ -6,7 +6,7 @@ import pytest
 
 from vllm_dropin import runtime_params
 from vllm_dropin.errors import ConfigError
-from vllm_dropin.parameters import BY_NAME, PARAMETERS
+from vllm_dropin.settings import BY_NAME, PARAMETERS
 
 SECRET = "hf_TOPSECRET123"
 
@@ -88,12 +88,13 @@ def test_read_through_drum_runtime_parameters(monkeypatch):
     _set(monkeypatch, "temperature", "numeric", 0)
     _set(monkeypatch, "n", "numeric", None)
     _set(monkeypatch, "HuggingFaceToken", "credential", {"credentialType": "api_token", "apiToken": SECRET})
-    values = runtime_params.read()
-    assert values["max_model_len"] == 2048
-    assert values["temperature"] == 0.0
-    assert values["n"] == 1
-    assert values["gpu_memory_utilization"] is None
-    assert runtime_params.hf_token(values) == SECRET
+    settings = runtime_params.read()
+    assert settings.max_model_len == 2048
+    assert settings.temperature == 0.0
+    assert settings.n == 1
+    assert settings.gpu_memory_utilization is None
+    assert settings.hf_token == SECRET
+    assert SECRET not in repr(settings)
 
 
 @pytest.mark.parametrize(
@@ -113,9 +114,9 @@ def test_invalid_env_value_error_never_shows_the_payload(monkeypatch, raw):
 
 
 def test_credential_without_token_is_a_clear_error():
-    values = runtime_params.parse({"HuggingFaceToken": {"credentialType": "api_token"}})
+    settings = runtime_params.parse({"HuggingFaceToken": {"credentialType": "api_token"}})
     with pytest.raises(ConfigError, match="non-empty apiToken"):
-        runtime_params.hf_token(values)
+        _ = settings.hf_token
 
 
 def test_every_parameter_default_passes_its_own_validation():

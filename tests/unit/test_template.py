@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from vllm_dropin.parameters import PARAMETERS, metadata_definition
+from vllm_dropin.settings import PARAMETERS, metadata_definition
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "custom_model_template"
 
@@ -24,9 +24,9 @@ def test_drum_accepts_the_metadata():
 
 
 def test_engine_config_example_is_valid():
-    from vllm_dropin import engine_config, vllm_args
+    from vllm_dropin import engine_config, vllm_flags
 
-    vllm_args.parse(engine_config.load(TEMPLATE), "engine_config.json")
+    vllm_flags.parse(engine_config.load(TEMPLATE), "engine_config.json")
 
 
 def test_readme_documents_every_parameter():

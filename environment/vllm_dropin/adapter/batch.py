@@ -19,7 +19,7 @@ import pandas as pd
 from datarobot_drum.drum.exceptions import CustomHTTPError
 from openai.types.chat import ChatCompletion
 
-from ..plan import BatchSettings
+from ..contract import BatchSettings
 from .client import Upstream, unreachable
 
 ERROR_COLUMN = "error"
@@ -158,12 +158,12 @@ def to_frame(results: list[RowResult], target: str, settings: BatchSettings) -> 
     return frame
 
 
-def score(data: pd.DataFrame, upstream: Upstream, target: str) -> pd.DataFrame:
-    prompts = prompts_of(data, upstream.batch.prompt_column)
+def score(data: pd.DataFrame, upstream: Upstream) -> pd.DataFrame:
+    prompts = prompts_of(data, upstream.batch.prompt_column_name)
     try:
         results = run_rows(prompts, lambda p: _complete(upstream, p), upstream.batch.max_concurrent_rows)
     except openai.APIConnectionError as exc:
         raise CustomHTTPError(unreachable(exc), status_code=503) from None
     except openai.APIStatusError as exc:
         raise CustomHTTPError(f"vLLM failed: {_upstream_message(exc)}", status_code=502) from None
-    return to_frame(results, target, upstream.batch)
+    return to_frame(results, upstream.target, upstream.batch)

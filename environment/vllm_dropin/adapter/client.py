@@ -9,18 +9,16 @@ reuse their keep-alive connection from request to request.
 
 from __future__ import annotations
 
-import os
 import ssl
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx2
 import openai
 
-from ..plan import VLLM_KEEPALIVE_S, BatchSettings
+from ..contract import UPSTREAM_KEEPALIVE_S, BatchSettings, WorkerContract
 
 
 def unreachable(exc: openai.APIConnectionError) -> str:
@@ -59,9 +57,12 @@ class ClientPool:
 
 @dataclass
 class Upstream:
+    """What DRUM's hooks get as their model: clients of vLLM and the batch settings."""
+
     clients: ClientPool
-    model: str
+    model: str  # the served name requests carry
     batch: BatchSettings
+    target: str  # the output column of batch predictions
 
 
 def single_connection_client(base_url: str, api_key: str, tls: ssl.SSLContext) -> openai.OpenAI:
@@ -73,29 +74,16 @@ def single_connection_client(base_url: str, api_key: str, tls: ssl.SSLContext) -
         timeout=httpx2.Timeout(None, connect=5.0),
         http_client=openai.DefaultHttpxClient(
             verify=tls,
-            limits=httpx2.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=VLLM_KEEPALIVE_S / 2),
+            limits=httpx2.Limits(
+                max_connections=1, max_keepalive_connections=1, keepalive_expiry=UPSTREAM_KEEPALIVE_S / 2
+            ),
         ),
     )
 
 
-def wait_until_healthy(base_url: str, timeout_s: float, poll_s: float = 0.1) -> None:
-    """Block until vLLM answers /health: DRUM starts alongside vLLM, and a worker that has not
-    finished loading takes no requests, so the deployment is not ready before vLLM is."""
-    health = base_url.removesuffix("/v1") + "/health"
-    deadline = time.monotonic() + timeout_s
-    with httpx2.Client(timeout=5.0) as http:
-        while time.monotonic() < deadline:
-            try:
-                if http.get(health).status_code == 200:
-                    return
-            except httpx2.HTTPError:
-                pass
-            time.sleep(poll_s)
-    raise RuntimeError(f"vLLM was not healthy after {timeout_s:g} s (see the [vllm] log lines)")
-
-
-def from_environ(environ: Mapping[str, str] = os.environ) -> Upstream:
-    url, key = environ["DROPIN_UPSTREAM_URL"], environ["DROPIN_UPSTREAM_KEY"]
+def connect(contract: WorkerContract) -> Upstream:
+    """Clients of the vLLM named by the contract (nothing is sent yet)."""
+    vllm = contract.vllm
     tls = ssl.create_default_context()
-    pool = ClientPool(lambda: single_connection_client(url, key, tls))
-    return Upstream(pool, environ["DROPIN_UPSTREAM_MODEL"], BatchSettings.from_json(environ["DROPIN_BATCH"]))
+    pool = ClientPool(lambda: single_connection_client(vllm.base_url, vllm.api_key, tls))
+    return Upstream(pool, vllm.model, contract.batch, contract.target)

@@ -8,14 +8,12 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from .. import plan as plan_mod
+from .. import process_env
+from ..contract import DEFAULT_TARGET, TARGET_VAR, VllmEndpoint, WorkerContract
 from ..plan import LaunchPlan
 from .processes import Child
-from .vllm_server import VllmEndpoint
 
 ADAPTER_CODE_DIR = Path(__file__).resolve().parent.parent / "adapter" / "drum_code"
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
-DEFAULT_TARGET = "resultText"
 
 # DRUM's gunicorn reads these as runtime parameters. A sync worker answers one request at a
 # time; gevent lets one worker hold many chat streams and batch requests while they wait on
@@ -36,10 +34,9 @@ def default_workers(cpus: int | None) -> int:
 
 
 def drum_env(plan: LaunchPlan, endpoint: VllmEndpoint, base: Mapping[str, str]) -> dict[str, str]:
-    """DRUM's environment: the platform's (it needs DATAROBOT_* and runtime params) plus the adapter's settings."""
+    """DRUM's environment: the platform's (it needs DATAROBOT_* and runtime params) plus the worker contract."""
     env = dict(base)
-    env.update(plan_mod.cache_env(plan.cache_dir))
-    env.setdefault("TARGET_NAME", DEFAULT_TARGET)
+    env.update(process_env.cache_env(plan.cache_dir))
     env.setdefault("MAX_WORKERS", str(default_workers(os.cpu_count())))  # CUSTOM_MODEL_WORKERS still wins
     # Workers wait in load_model until vLLM is healthy; gunicorn kills a worker that has not
     # booted within its timeout, so that timeout must outlast vLLM's startup.
@@ -49,15 +46,9 @@ def drum_env(plan: LaunchPlan, endpoint: VllmEndpoint, base: Mapping[str, str]) 
     }
     for name, payload in defaults.items():
         env.setdefault(f"MLOPS_RUNTIME_PARAM_{name}", json.dumps(payload))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), base.get("PYTHONPATH", "")) if p)
-    env.update(
-        DROPIN_UPSTREAM_URL=endpoint.base_url,
-        DROPIN_UPSTREAM_KEY=endpoint.api_key,
-        DROPIN_UPSTREAM_MODEL=endpoint.model,
-        DROPIN_BATCH=plan.batch.to_json(),
-        DROPIN_STARTUP_TIMEOUT=str(plan.startup_timeout),
-    )
-    return env
+    contract = WorkerContract(endpoint, plan.batch, plan.startup_timeout, base.get(TARGET_VAR) or DEFAULT_TARGET)
+    env.update(contract.to_env())
+    return process_env.with_package_path(env)
 
 
 def drum_command(address: str) -> list[str]:

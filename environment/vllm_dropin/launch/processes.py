@@ -1,4 +1,4 @@
-"""A child process in its own process group, with its output relayed and its tail kept.
+"""Children in their own process group: started, watched, stopped with everything they spawned.
 
 Own process group: stopping a child stops everything it spawned (vLLM's engine core, the
 gunicorn master and workers that `drum server` execs into), so no orphan outlives us.
@@ -15,26 +15,61 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from typing import IO
 
 TAIL_LINES = 40
 
 
-class Child:
-    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], secrets: Iterable[str] = ()) -> None:
+class ProcessGroup:
+    """A process started as the leader of a new session (and so of a new process group)."""
+
+    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], output: IO[str] | int) -> None:
         self.name = name
-        self._secrets = [s for s in secrets if s]
-        self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.started = time.monotonic()
         self.proc = subprocess.Popen(
             argv,
             env=dict(env),
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             bufsize=1,
             text=True,
             errors="replace",
         )
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def stop(self, grace_s: float, whole_group: bool = True, sweep: bool = True) -> int:
+        """SIGTERM the group (or only its leader, as a platform does), wait up to `grace_s` for the
+        leader, then SIGKILL the group if the leader is still there or `sweep` is set (the leader
+        may be gone while members of its group live on). Returns the leader's exit code."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM, whole_group)
+            deadline = time.monotonic() + grace_s
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+        if sweep or self.proc.poll() is None:
+            self.signal(signal.SIGKILL, whole_group=True)
+        return self.proc.wait()
+
+    def signal(self, sig: int, whole_group: bool = True) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if whole_group:
+                os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.send_signal(sig)
+
+
+class Child(ProcessGroup):
+    """A child of the supervisor whose output is relayed line by line (secrets masked) and whose
+    last lines are kept for error messages."""
+
+    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], secrets: Iterable[str] = ()) -> None:
+        self._secrets = [s for s in secrets if s]
+        self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        super().__init__(name, argv, env, subprocess.PIPE)
         self._relay = threading.Thread(target=self._pump, name=f"{name}-log", daemon=True)
         self._relay.start()
 
@@ -51,31 +86,13 @@ class Child:
             sys.stdout.write(f"[{self.name}] {line}\n")
             sys.stdout.flush()
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def poll(self) -> int | None:
-        return self.proc.poll()
-
     def tail(self) -> str:
         """The last lines of the child's output (for error messages), after the relay caught up."""
         if self.proc.poll() is not None:
             self._relay.join(timeout=2)
         return "\n".join(self._tail)
 
-    def stop(self, grace_s: float) -> int:
-        """SIGTERM the whole group, SIGKILL what is left after `grace_s`; returns the exit code."""
-        self._signal_group(signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        # The leader may be gone while members of its group live on: always sweep the group.
-        self._signal_group(signal.SIGKILL)
-        code = self.proc.wait()
+    def stop(self, grace_s: float, whole_group: bool = True, sweep: bool = True) -> int:
+        code = super().stop(grace_s, whole_group, sweep)
         self._relay.join(timeout=2)
         return code
-
-    def _signal_group(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, sig)

@@ -1,22 +1,24 @@
-"""`serve`: resolve the plan, run the hook, start vLLM and DRUM together, and own their lifecycle.
+"""`serve`: prepare the plan, run the model's hook, start vLLM and DRUM together, own their lifecycle.
 
 DRUM starts alongside vLLM (its startup overlaps vLLM's) and its workers wait for vLLM's health
 before they serve. If either child dies, the other is stopped and we exit non-zero so the
 platform restarts the container. SIGTERM/SIGINT stop DRUM first (it drains in-flight
-requests), then vLLM; exit 0.
+requests), then vLLM; exit 0. Every failure is a `DropinError` whose exit code is the
+container's (README: exit codes).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import traceback
 from pathlib import Path
 
-from .. import engine_config, events, hook, runtime_params
-from .. import plan as plan_mod
-from ..errors import ConfigError
+from .. import events, runtime_params, user_hook
+from ..errors import DropinError, ExitCode, HookError
+from ..prepare import prepare
 from . import drum_server, vllm_server
 from .processes import Child
 
@@ -43,59 +45,61 @@ def _watch(children: list[Child], stop: threading.Event) -> Child | None:
     return None
 
 
+def report_failure(exc: DropinError, reporter: events.EventReporter | None = None) -> ExitCode:
+    """The one handler of every failure: log its line (and detail), report it, give its exit code."""
+    if isinstance(exc, HookError) and exc.__cause__ is not None:  # the user's own code: its traceback helps
+        cause = exc.__cause__
+        traceback.print_exception(type(cause), cause, cause.__traceback__)
+    if exc.detail is not None:
+        log.error("%s; last log lines:\n%s", exc, exc.detail)
+    else:
+        log.error("%s", exc)
+    if reporter is not None:
+        reporter.report("Deployment failed", str(exc))
+    return exc.exit_code
+
+
+def _run(
+    code_dir: Path, address: str, reporter: events.EventReporter, stop: threading.Event, children: list[Child]
+) -> ExitCode:
+    settings = runtime_params.read()
+    reporter.set_verify_ssl(settings.verifySSL)
+    prepared = prepare(code_dir, settings, os.environ)
+    if prepared.load_model is not None:
+        # Fail on a bad flag before a long load_model: vLLM's parser, in vLLM's Python.
+        vllm_server.check(prepared.plan)
+        reporter.report("load_model hook started", f"running load_model from {code_dir / user_hook.CUSTOM_FILE}")
+        user_hook.run(prepared.load_model, code_dir)
+        reporter.report("load_model hook finished")
+        if stop.is_set():  # asked to stop while the hook ran: launch nothing
+            return ExitCode.OK
+    plan = prepared.settled()
+    vllm_server.prepare_cache(plan)
+
+    vllm, endpoint = vllm_server.start(plan)
+    children.append(vllm)
+    reporter.report("vLLM launching", f"serving {plan.model.ref}")
+    children.append(drum_server.start(plan, endpoint, address))
+    waited = vllm_server.wait_healthy(vllm, endpoint, plan.startup_timeout, stop.is_set, children)
+    if waited is None:
+        return ExitCode.OK
+    reporter.report("vLLM ready", f"healthy after {waited:.1f} s")
+    log.info("DRUM serving on %s once its workers see vLLM healthy", address)
+    dead = _watch(children, stop)
+    if dead is None:
+        return ExitCode.OK
+    raise vllm_server.exited(dead, dead.poll(), startup=False)
+
+
 def serve(code_dir: Path, address: str) -> int:
-    reporter = events.from_environ()
+    reporter = events.EventReporter(os.environ)
     stop = threading.Event()
     previous = _install_signal_handlers(stop)
     children: list[Child] = []
     try:
-        values = runtime_params.read()
-        reporter.set_verify_ssl(values["verifySSL"])
-        engine_args = engine_config.load(code_dir)
-        user_hook = hook.find(code_dir)
-        if user_hook is not None:
-            # Fail on a bad flag before a long load_model: vLLM's parser, in vLLM's Python.
-            early = plan_mod.build(values, engine_args, code_dir, assume_hook_fills=True)
-            vllm_server.check(early, values, engine_args, code_dir, assume_hook_fills=True)
-            reporter.report("load_model hook started", f"running load_model from {code_dir / hook.CUSTOM_FILE}")
-            hook.run(user_hook, code_dir)
-            reporter.report("load_model hook finished")
-            if stop.is_set():  # asked to stop while the hook ran: launch nothing
-                return 0
-        plan = plan_mod.build(values, engine_args, code_dir)
-        vllm_server.prepare_cache(plan)
-
-        vllm, endpoint = vllm_server.start(plan, values, engine_args, code_dir)
-        children.append(vllm)
-        reporter.report("vLLM launching", f"serving {plan.model.ref}")
-        drum = drum_server.start(plan, endpoint, address)
-        children.append(drum)
-        waited = vllm_server.wait_healthy(vllm, endpoint, plan.startup_timeout, stop, others=[drum])
-        if waited is None:
-            return 0
-        reporter.report("vLLM ready", f"healthy after {waited:.1f} s")
-        log.info("DRUM serving on %s once its workers see vLLM healthy", address)
-        dead = _watch(children, stop)
-        if dead is None:
-            return 0
-        reason = f"{dead.name} exited unexpectedly with code {dead.poll()}"
-        log.error("%s; last log lines:\n%s", reason, dead.tail())
-        reporter.report("Deployment failed", reason)
-        return 1
-    except ConfigError as exc:
-        log.error("%s", exc)
-        reporter.report("Deployment failed", str(exc))
-        return 2
-    except hook.HookError as exc:
-        cause = exc.__cause__
-        traceback.print_exception(type(cause), cause, cause.__traceback__ if cause else None)
-        log.error("%s", exc)
-        reporter.report("Deployment failed", str(exc))
-        return 3
-    except vllm_server.StartupError as exc:
-        log.error("%s", exc)
-        reporter.report("Deployment failed", str(exc).splitlines()[0])
-        return 4
+        return _run(code_dir, address, reporter, stop, children)
+    except DropinError as exc:
+        return report_failure(exc, reporter)
     finally:
         for child in reversed(children):
             code = child.stop(GRACE_S[child.name])

@@ -7,41 +7,21 @@ import secrets
 import socket
 import subprocess
 import sys
-import threading
-import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import requests
-
-from .. import gpus
-from .. import plan as plan_mod
-from ..errors import ConfigError
-from ..parameters import DEFAULT_SERVED_ALIAS
+from .. import health, process_env
+from ..contract import VllmEndpoint
+from ..errors import ConfigError, DropinError, ExitCode, ServingError, StartupError
 from ..plan import LaunchPlan
-from ..runtime_params import Values
 from . import vllm_entry
 from .processes import Child
 
-POLL_S = 0.1
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 # The Python that has vLLM; default: ours. The CUDA image keeps vLLM in the base image's Python
 # and DRUM in a venv of its own, so neither closure can break the other.
 VLLM_PYTHON_VAR = "DROPIN_VLLM_PYTHON"
 CHECK_TIMEOUT_S = 600
-
-
-class StartupError(Exception):
-    """vLLM exited or did not become healthy in time; the message ends with its log tail."""
-
-
-@dataclass
-class VllmEndpoint:
-    """How the DRUM adapter reaches the running vLLM."""
-
-    base_url: str
-    api_key: str
-    model: str  # a served name to put in requests
+CHILD_NAMES = {"vllm": "vLLM", "drum": "DRUM"}
 
 
 def free_port() -> int:
@@ -51,7 +31,7 @@ def free_port() -> int:
 
 
 def prepare_cache(plan: LaunchPlan) -> None:
-    for path in plan_mod.cache_env(plan.cache_dir).values():
+    for path in process_env.cache_env(plan.cache_dir).values():
         try:
             Path(path).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -60,32 +40,18 @@ def prepare_cache(plan: LaunchPlan) -> None:
             raise ConfigError(f"runtime parameter 'cache_dir': {path} is not writable")
 
 
-def _entry(
-    plan: LaunchPlan,
-    values: Values,
-    engine_args: list[str],
-    code_dir: Path,
-    api_key: str,
-    mode: list[str],
-    assume_hook_fills: bool = False,
-) -> tuple[list[str], dict[str, str]]:
-    """argv and environment of `vllm_entry` in vLLM's Python (scrubbed env, spec without secrets)."""
-    env = plan_mod.vllm_env(plan, os.environ, api_key)
-    visible = gpus.visible(os.environ)
-    env[vllm_entry.SPEC_VAR] = vllm_entry.spec_json(values, engine_args, code_dir, visible, assume_hook_fills)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+def _entry(plan: LaunchPlan, api_key: str, mode: list[str]) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of `vllm_entry` in vLLM's Python (scrubbed env, plan without secrets)."""
+    env = process_env.with_package_path(process_env.vllm_env(plan, os.environ, api_key))
+    env[vllm_entry.PLAN_VAR] = plan.to_json()
     python = os.environ.get(VLLM_PYTHON_VAR) or sys.executable
     return [python, "-m", "vllm_dropin.launch.vllm_entry", *mode], env
 
 
-def check(
-    plan: LaunchPlan, values: Values, engine_args: list[str], code_dir: Path, assume_hook_fills: bool = False
-) -> list[str]:
-    """The plan as vLLM's own parser sees it, launching nothing; ConfigError on a bad flag.
-
-    `assume_hook_fills`: checked before load_model runs, so ${CODE_DIR}/vllm/ may still be empty."""
+def check(plan: LaunchPlan) -> list[str]:
+    """The plan as vLLM's own parser sees it, launching nothing; ConfigError on a bad flag."""
     prepare_cache(plan)  # vLLM writes under it as soon as it is imported
-    argv, env = _entry(plan, values, engine_args, code_dir, "<per-launch key>", ["--check"], assume_hook_fills)
+    argv, env = _entry(plan, "<per-launch key>", ["--check"])
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
     rejected = _config_error(done.returncode, done.stdout)
     if rejected is not None:
@@ -99,53 +65,49 @@ def check(
 def _config_error(code: int, output: str) -> ConfigError | None:
     """vllm_entry's one-line verdict on the flags, if that is why it exited."""
     errors = [line for line in output.splitlines() if line.startswith(vllm_entry.CONFIG_ERROR)]
-    if code == vllm_entry.CONFIG_ERROR_EXIT and errors:
+    if code == ExitCode.CONFIG and errors:
         return ConfigError(errors[-1].removeprefix(vllm_entry.CONFIG_ERROR))
     return None
 
 
-def start(plan: LaunchPlan, values: Values, engine_args: list[str], code_dir: Path) -> tuple[Child, VllmEndpoint]:
+def start(plan: LaunchPlan) -> tuple[Child, VllmEndpoint]:
     """Launch the vLLM process; it checks its arguments first (a config error exits with code 2)."""
     port = free_port()
     api_key = secrets.token_urlsafe(32)
-    argv, env = _entry(plan, values, engine_args, code_dir, api_key, ["--port", str(port)])
+    argv, env = _entry(plan, api_key, ["--port", str(port)])
     child = Child("vllm", argv, env, secrets=[api_key, env.get("HF_TOKEN", "")])
-    return child, VllmEndpoint(f"http://127.0.0.1:{port}/v1", api_key, DEFAULT_SERVED_ALIAS)
+    return child, VllmEndpoint(f"http://127.0.0.1:{port}/v1", api_key)
 
 
-def _exited(child: Child, code: int) -> Exception:
+def exited(child: Child, code: int, startup: bool = True) -> DropinError:
+    """The error for a child that exited with `code`: its config verdict, or its exit with its log tail."""
     tail = child.tail()
     rejected = _config_error(code, tail)
     if rejected is not None:
         return rejected
-    name = {"vllm": "vLLM", "drum": "DRUM"}.get(child.name, child.name)
-    return StartupError(f"{name} exited with code {code} during startup; last log lines:\n{tail}")
+    name = CHILD_NAMES.get(child.name, child.name)
+    if startup:
+        return StartupError(f"{name} exited with code {code} during startup", tail)
+    return ServingError(f"{name} exited unexpectedly with code {code}", tail)
 
 
 def wait_healthy(
-    child: Child, endpoint: VllmEndpoint, timeout_s: float, stop: threading.Event, others: list[Child] = ()
+    vllm: Child, endpoint: VllmEndpoint, timeout_s: float, stopping: Callable[[], bool], watched: Sequence[Child]
 ) -> float | None:
-    """Poll /health until 200; None if `stop` was set first. Returns the seconds waited.
+    """Seconds until vLLM answered /health; None if `stopping()` first.
 
-    ConfigError if vLLM rejected its arguments; StartupError if it (or one of `others`, started
-    alongside it) exits, or on timeout."""
-    health = endpoint.base_url.removesuffix("/v1") + "/health"
-    started = time.monotonic()
-    with requests.Session() as session:
-        while True:
-            for watched in (child, *others):
-                code = watched.poll()
-                if code is not None:
-                    raise _exited(watched, code)
-            try:
-                if session.get(health, timeout=5).status_code == 200:
-                    return time.monotonic() - started
-            except requests.RequestException:
-                pass
-            if time.monotonic() - started > timeout_s:
-                raise StartupError(
-                    f"vLLM was not healthy after {timeout_s:g} s (runtime parameter "
-                    f"'startup_timeout_seconds'); last log lines:\n{child.tail()}"
-                )
-            if stop.wait(POLL_S):
-                return None
+    ConfigError if vLLM rejected its arguments; StartupError if a watched child exits, or on timeout."""
+
+    def stop_or_raise() -> bool:
+        for child in watched:
+            code = child.poll()
+            if code is not None:
+                raise exited(child, code)
+        return stopping()
+
+    try:
+        return health.wait(endpoint.health_url, timeout_s, stop_or_raise)
+    except TimeoutError:
+        raise StartupError(
+            f"vLLM was not healthy after {timeout_s:g} s (runtime parameter 'startup_timeout_seconds')", vllm.tail()
+        ) from None

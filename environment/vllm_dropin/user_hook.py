@@ -1,4 +1,4 @@
-"""Run the model folder's `load_model(code_dir)` hook, once, before anything is launched.
+"""The model's own `load_model(code_dir)` hook (custom.py in the model folder), run once before launch.
 
 DRUM would call load_model in every worker; the environment calls the user's hook itself, once
 per container, and gives DRUM its own adapter instead. Other hooks in the user's custom.py
@@ -13,14 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+from .errors import HookError
+
 log = logging.getLogger(__name__)
 
 CUSTOM_FILE = "custom.py"
 IGNORED_HOOKS = ("score", "chat", "score_unstructured", "transform", "post_process")
-
-
-class HookError(Exception):
-    """The user's custom.py failed to import or its load_model raised; __cause__ holds why."""
 
 
 def _import(path: Path) -> ModuleType:

@@ -25,7 +25,7 @@ MANAGED_DESTS = {
 _UNSET = object()
 
 
-class VllmArgsError(Exception):
+class ParserError(Exception):
     """Raised instead of argparse's print-and-exit."""
 
 
@@ -37,10 +37,10 @@ def serve_parser() -> argparse.ArgumentParser:
 
     class RaisingParser(FlexibleArgumentParser):
         def error(self, message: str):  # type: ignore[override]
-            raise VllmArgsError(message)
+            raise ParserError(message)
 
         def exit(self, status: int = 0, message: str | None = None):  # type: ignore[override]
-            raise VllmArgsError(message or "help and version flags are not allowed here")
+            raise ParserError(message or "help and version flags are not allowed here")
 
         def print_help(self, file=None) -> None:  # --help: no output, exit() raises right after
             return None
@@ -94,7 +94,7 @@ def parse(args: list[str], source: str) -> dict[str, Any]:
     namespace = argparse.Namespace(**{a.dest: _UNSET for a in parser._actions})
     try:
         parser.parse_args(list(args), namespace=namespace)
-    except VllmArgsError as exc:
+    except ParserError as exc:
         raise ConfigError(f"{source}: {_suggest(str(exc).strip())}") from None
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{source}: {exc}") from None

@@ -2,9 +2,9 @@
 
 import pytest
 
-from vllm_dropin import vllm_args
+from vllm_dropin import vllm_flags
 from vllm_dropin.errors import ConfigError
-from vllm_dropin.parameters import PARAMETERS
+from vllm_dropin.settings import PARAMETERS
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ from vllm_dropin.parameters import PARAMETERS
     ],
 )
 def test_explicit_destinations_whatever_the_spelling(args, expected):
-    assert vllm_args.parse(args, "engine_config.json") == expected
+    assert vllm_flags.parse(args, "engine_config.json") == expected
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def test_explicit_destinations_whatever_the_spelling(args, expected):
 )
 def test_bad_flags_are_rejected_before_launch(args, message, capsys):
     with pytest.raises(ConfigError) as err:
-        vllm_args.parse(args, "engine_config.json")
+        vllm_flags.parse(args, "engine_config.json")
     assert str(err.value).startswith("engine_config.json: ")
     assert message in str(err.value)
     assert "\n" not in str(err.value)
@@ -57,10 +57,10 @@ def test_bad_flags_are_rejected_before_launch(args, message, capsys):
     ],
 )
 def test_split_model(args, model, rest):
-    assert vllm_args.split_model(args) == (model, rest)
+    assert vllm_flags.split_model(args) == (model, rest)
 
 
 def test_every_declared_flag_exists_in_installed_vllm():
     for param in PARAMETERS:
         if param.feeds == "vllm_flag":
-            assert vllm_args.dest_of(param.vllm_flag) == param.name
+            assert vllm_flags.dest_of(param.vllm_flag) == param.name

@@ -1,35 +1,191 @@
-"""Every runtime parameter, declared once: type, default, bounds, help, and what it feeds.
+"""Every runtime parameter, declared once: a field of `Settings` with its type, default, bounds,
+help and what it feeds.
 
-Parsing (`runtime_params`), vLLM argument building (`plan`), the `check` report, the model
-template's `model-metadata.yaml` and the README table are derived from or tested against this
-table, so they cannot drift apart.
+The field's annotation is the parameter's type (`int` = a whole number, `float` a number,
+`bool`, `str`, `Credential`), its default the declared default, its `declare(...)` metadata
+the rest. Parsing (`runtime_params`), the plan, the `check` report, the template's
+`model-metadata.yaml` and the README table all derive from `PARAMETERS`, the view of these
+fields, so they cannot drift apart. Consumers read values by attribute: `settings.max_tokens`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
+
+from .errors import ConfigError
 
 ParamType = Literal["string", "numeric", "boolean", "credential"]
 Feeds = Literal["model", "hf_token", "vllm_flag", "vllm_env", "batch", "platform", "launch"]
+Credential = Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Parameter:
-    """One runtime parameter (env `MLOPS_RUNTIME_PARAM_<name>`)."""
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    """What a parameter declares beyond its type and default."""
 
-    name: str
-    type: ParamType
     help: str
-    feeds: Feeds
-    default: Any = None
-    integer: bool = False
+    feeds: Feeds  # where the value goes: batch parameters become `BatchSettings` fields of the same name
     minimum: float | None = None
     minimum_exclusive: bool = False
     maximum: float | None = None
     choices: tuple[str, ...] = ()
-    vllm_flag: str | None = None  # for feeds == "vllm_flag": the `vllm serve` flag it sets
-    env_var: str | None = None  # for feeds == "vllm_env": the variable it sets in vLLM's environment
+    vllm_flag: str | None = None  # feeds == "vllm_flag": the `vllm serve` flag it sets
+    env_var: str | None = None  # feeds == "vllm_env": the variable it sets in vLLM's environment
+
+
+def declare(default: Any = None, *, secret: bool = False, **rule: Any) -> Any:
+    """A `Settings` field: its default plus the `Rule` kept in the field's metadata."""
+    return field(default=default, repr=not secret, metadata={"rule": Rule(**rule)})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The runtime parameters of a deployment (env `MLOPS_RUNTIME_PARAM_<field name>`), typed.
+
+    A null payload means unset: the field keeps its default."""
+
+    model: str | None = declare(
+        feeds="model",
+        help="Hugging Face model id or a local folder to serve. Used when engine_config.json has "
+        "no --model and load_model did not fill ${CODE_DIR}/vllm/.",
+    )
+    HuggingFaceToken: Credential | None = declare(
+        secret=True,
+        feeds="hf_token",
+        help="API token credential for gated Hugging Face models. Reaches vLLM only through its "
+        "environment (HF_TOKEN), only when the model comes from the hub.",
+    )
+    max_model_len: int | None = declare(
+        feeds="vllm_flag",
+        vllm_flag="--max-model-len",
+        minimum=1,
+        help="Context length (prompt + output tokens). Unset: the model's own maximum. Lower it "
+        "when the KV cache does not fit in GPU memory.",
+    )
+    gpu_memory_utilization: float | None = declare(
+        feeds="vllm_flag",
+        vllm_flag="--gpu-memory-utilization",
+        minimum=0,
+        minimum_exclusive=True,
+        maximum=1,
+        help="Fraction of each GPU's memory vLLM may use, in (0, 1]. Unset: vLLM's default (0.9).",
+    )
+    trust_remote_code: bool = declare(
+        False,
+        feeds="vllm_flag",
+        vllm_flag="--trust-remote-code",
+        help="Run Python code shipped with the model (needed by some architectures). Off unless "
+        "you trust the model's source.",
+    )
+    system_prompt: str | None = declare(
+        feeds="batch",
+        help="System message put before every prompt of a batch prediction. Unset: none.",
+    )
+    prompt_column_name: str = declare(
+        "promptText",
+        feeds="batch",
+        help="Column of the batch CSV that holds the prompts.",
+    )
+    max_tokens: int = declare(
+        256,
+        feeds="batch",
+        minimum=1,
+        help="Maximum number of tokens generated per row of a batch prediction.",
+    )
+    n: int = declare(
+        1,
+        feeds="batch",
+        minimum=1,
+        help="Completions per row. The first goes to the target column, the others to extra "
+        "columns choice_2 ... choice_n.",
+    )
+    temperature: float | None = declare(
+        feeds="batch",
+        minimum=0,
+        help="Sampling temperature for batch predictions; 0 means greedy (deterministic). "
+        "Unset: the model's generation_config default.",
+    )
+    verifySSL: bool = declare(
+        True,
+        feeds="platform",
+        help="Verify TLS certificates when posting deployment status events to DataRobot.",
+    )
+    startup_timeout_seconds: int = declare(
+        1800,
+        feeds="launch",
+        minimum=1,
+        help="How long vLLM may take to become healthy (download, load, compile) before startup "
+        "fails with the tail of its log.",
+    )
+    max_concurrent_rows: int = declare(
+        256,
+        feeds="batch",
+        minimum=1,
+        help="How many rows of one batch prediction are in flight to vLLM at once; vLLM's "
+        "continuous batching needs many.",
+    )
+    row_errors: str = declare(
+        "fail",
+        feeds="batch",
+        choices=("fail", "column"),
+        help="'fail': a batch with a bad row (empty prompt, rejected by vLLM) fails with an error "
+        "naming each such row. 'column': bad rows get their reason in an extra 'error' column.",
+    )
+    cache_dir: str | None = declare(
+        feeds="launch",
+        help="Writable folder for Hugging Face downloads and vLLM's compile cache. Keep it on a "
+        "persistent volume to restart faster. Unset: $HF_HOME / $VLLM_CACHE_ROOT if set, else "
+        "a folder under the system temp dir.",
+    )
+    cpu_kvcache_space_gib: int | None = declare(
+        feeds="vllm_env",
+        env_var="VLLM_CPU_KVCACHE_SPACE",
+        minimum=1,
+        help="CPU variant only: GiB of memory for vLLM's KV cache; keep it well below the "
+        "container's memory. Unset: the image's VLLM_CPU_KVCACHE_SPACE (4). GPUs: use "
+        "gpu_memory_utilization.",
+    )
+    cpu_omp_threads_bind: str | None = declare(
+        feeds="vllm_env",
+        env_var="VLLM_CPU_OMP_THREADS_BIND",
+        help="CPU variant only: cores vLLM's OpenMP threads are pinned to: 'auto' (one per "
+        "physical core of a NUMA node), 'nobind', or a core list such as '0-15'. "
+        "Unset: the image's VLLM_CPU_OMP_THREADS_BIND (auto).",
+    )
+    cpu_reserved_cores: int | None = declare(
+        feeds="vllm_env",
+        env_var="VLLM_CPU_NUM_OF_RESERVED_CPU",
+        minimum=0,
+        help="CPU variant only: cores left out of vLLM's OpenMP threads, for its API server and "
+        "DRUM. Unset: vLLM's default.",
+    )
+
+    @property
+    def hf_token(self) -> str | None:
+        """The API token inside the HuggingFaceToken credential, if one is set."""
+        cred = self.HuggingFaceToken
+        if not cred:
+            return None
+        token = cred.get("apiToken") or cred.get("token")
+        if not isinstance(token, str) or not token:
+            raise ConfigError(
+                "runtime parameter 'HuggingFaceToken': expected an api_token credential with a non-empty apiToken"
+            )
+        return token
+
+
+@dataclass(frozen=True, kw_only=True)
+class Parameter(Rule):
+    """One runtime parameter as the platform sees it, derived from its `Settings` field."""
+
+    name: str
+    type: ParamType
+    integer: bool = False
+    default: Any = None
 
     def bounds_text(self) -> str:
         """Human-readable range, used in error messages and docs."""
@@ -38,168 +194,34 @@ class Parameter:
         return " and ".join(part for part in (low, high) if part)
 
 
-PARAMETERS: tuple[Parameter, ...] = (
-    Parameter(
-        "model",
-        "string",
-        feeds="model",
-        help="Hugging Face model id or a local folder to serve. Used when engine_config.json has "
-        "no --model and load_model did not fill ${CODE_DIR}/vllm/.",
-    ),
-    Parameter(
-        "HuggingFaceToken",
-        "credential",
-        feeds="hf_token",
-        help="API token credential for gated Hugging Face models. Reaches vLLM only through its "
-        "environment (HF_TOKEN), only when the model comes from the hub.",
-    ),
-    Parameter(
-        "max_model_len",
-        "numeric",
-        feeds="vllm_flag",
-        vllm_flag="--max-model-len",
-        integer=True,
-        minimum=1,
-        help="Context length (prompt + output tokens). Unset: the model's own maximum. Lower it "
-        "when the KV cache does not fit in GPU memory.",
-    ),
-    Parameter(
-        "gpu_memory_utilization",
-        "numeric",
-        feeds="vllm_flag",
-        vllm_flag="--gpu-memory-utilization",
-        minimum=0,
-        minimum_exclusive=True,
-        maximum=1,
-        help="Fraction of each GPU's memory vLLM may use, in (0, 1]. Unset: vLLM's default (0.9).",
-    ),
-    Parameter(
-        "trust_remote_code",
-        "boolean",
-        feeds="vllm_flag",
-        vllm_flag="--trust-remote-code",
-        default=False,
-        help="Run Python code shipped with the model (needed by some architectures). Off unless "
-        "you trust the model's source.",
-    ),
-    Parameter(
-        "system_prompt",
-        "string",
-        feeds="batch",
-        help="System message put before every prompt of a batch prediction. Unset: none.",
-    ),
-    Parameter(
-        "prompt_column_name",
-        "string",
-        feeds="batch",
-        default="promptText",
-        help="Column of the batch CSV that holds the prompts.",
-    ),
-    Parameter(
-        "max_tokens",
-        "numeric",
-        feeds="batch",
-        default=256,
-        integer=True,
-        minimum=1,
-        help="Maximum number of tokens generated per row of a batch prediction.",
-    ),
-    Parameter(
-        "n",
-        "numeric",
-        feeds="batch",
-        default=1,
-        integer=True,
-        minimum=1,
-        help="Completions per row. The first goes to the target column, the others to extra "
-        "columns choice_2 ... choice_n.",
-    ),
-    Parameter(
-        "temperature",
-        "numeric",
-        feeds="batch",
-        minimum=0,
-        help="Sampling temperature for batch predictions; 0 means greedy (deterministic). "
-        "Unset: the model's generation_config default.",
-    ),
-    Parameter(
-        "verifySSL",
-        "boolean",
-        feeds="platform",
-        default=True,
-        help="Verify TLS certificates when posting deployment status events to DataRobot.",
-    ),
-    Parameter(
-        "startup_timeout_seconds",
-        "numeric",
-        feeds="launch",
-        default=1800,
-        integer=True,
-        minimum=1,
-        help="How long vLLM may take to become healthy (download, load, compile) before startup "
-        "fails with the tail of its log.",
-    ),
-    Parameter(
-        "max_concurrent_rows",
-        "numeric",
-        feeds="batch",
-        default=256,
-        integer=True,
-        minimum=1,
-        help="How many rows of one batch prediction are in flight to vLLM at once; vLLM's "
-        "continuous batching needs many.",
-    ),
-    Parameter(
-        "row_errors",
-        "string",
-        feeds="batch",
-        default="fail",
-        choices=("fail", "column"),
-        help="'fail': a batch with a bad row (empty prompt, rejected by vLLM) fails with an error "
-        "naming each such row. 'column': bad rows get their reason in an extra 'error' column.",
-    ),
-    Parameter(
-        "cache_dir",
-        "string",
-        feeds="launch",
-        help="Writable folder for Hugging Face downloads and vLLM's compile cache. Keep it on a "
-        "persistent volume to restart faster. Unset: $HF_HOME / $VLLM_CACHE_ROOT if set, else "
-        "a folder under the system temp dir.",
-    ),
-    Parameter(
-        "cpu_kvcache_space_gib",
-        "numeric",
-        feeds="vllm_env",
-        env_var="VLLM_CPU_KVCACHE_SPACE",
-        integer=True,
-        minimum=1,
-        help="CPU variant only: GiB of memory for vLLM's KV cache; keep it well below the "
-        "container's memory. Unset: the image's VLLM_CPU_KVCACHE_SPACE (4). GPUs: use "
-        "gpu_memory_utilization.",
-    ),
-    Parameter(
-        "cpu_omp_threads_bind",
-        "string",
-        feeds="vllm_env",
-        env_var="VLLM_CPU_OMP_THREADS_BIND",
-        help="CPU variant only: cores vLLM's OpenMP threads are pinned to: 'auto' (one per "
-        "physical core of a NUMA node), 'nobind', or a core list such as '0-15'. "
-        "Unset: the image's VLLM_CPU_OMP_THREADS_BIND (auto).",
-    ),
-    Parameter(
-        "cpu_reserved_cores",
-        "numeric",
-        feeds="vllm_env",
-        env_var="VLLM_CPU_NUM_OF_RESERVED_CPU",
-        integer=True,
-        minimum=0,
-        help="CPU variant only: cores left out of vLLM's OpenMP threads, for its API server and "
-        "DRUM. Unset: vLLM's default.",
-    ),
-)
+_PLATFORM_TYPES: dict[Any, tuple[ParamType, bool]] = {
+    str: ("string", False),
+    int: ("numeric", True),
+    float: ("numeric", False),
+    bool: ("boolean", False),
+    Mapping: ("credential", False),
+}
 
+
+def _platform_type(annotation: Any) -> tuple[ParamType, bool]:
+    """(platform type, whole numbers only) of a field annotation such as `int | None`."""
+    if isinstance(annotation, types.UnionType):
+        (annotation,) = (a for a in typing.get_args(annotation) if a is not type(None))
+    return _PLATFORM_TYPES[typing.get_origin(annotation) or annotation]
+
+
+def _parameters() -> tuple[Parameter, ...]:
+    hints = typing.get_type_hints(Settings)
+    out = []
+    for f in fields(Settings):
+        kind, integer = _platform_type(hints[f.name])
+        rule = vars(f.metadata["rule"])
+        out.append(Parameter(name=f.name, type=kind, integer=integer, default=f.default, **rule))
+    return tuple(out)
+
+
+PARAMETERS: tuple[Parameter, ...] = _parameters()
 BY_NAME: dict[str, Parameter] = {p.name: p for p in PARAMETERS}
-DEFAULT_SERVED_ALIAS = "datarobot-deployed-llm"
 
 
 def metadata_definition(param: Parameter) -> dict[str, Any]:

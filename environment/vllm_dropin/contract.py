@@ -1,0 +1,71 @@
+"""What a DRUM worker receives from the supervisor: the one contract between the two processes.
+
+The supervisor writes it into DRUM's environment (`to_env`); the adapter reads it back
+(`from_env`). The adapter imports this module and `health`, nothing else of ours, so the
+planning code never loads in a DRUM worker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+ENV_VAR = "DROPIN_WORKER_CONTRACT"
+TARGET_VAR = "TARGET_NAME"  # the platform's name of the output column; DRUM reads it too
+DEFAULT_TARGET = "resultText"
+# Every launch serves the model under this name too, so requests need not know the model's own.
+DEFAULT_SERVED_ALIAS = "datarobot-deployed-llm"
+# vLLM closes idle keep-alive connections after this (its default, 5 s, races the adapter's
+# pooled connections: a request sent as the server closes fails with "Server disconnected").
+# The adapter's clients drop idle connections after half of it, so they never meet a closing one.
+UPSTREAM_KEEPALIVE_S = 60
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """What `score()` needs to turn rows into chat completions.
+
+    Field names are those of the runtime parameters that feed "batch" (a test keeps them equal)."""
+
+    prompt_column_name: str
+    system_prompt: str | None
+    max_tokens: int
+    n: int
+    temperature: float | None
+    max_concurrent_rows: int
+    row_errors: str
+
+
+@dataclass(frozen=True)
+class VllmEndpoint:
+    """How to reach the vLLM the supervisor started."""
+
+    base_url: str  # ends in /v1
+    api_key: str = field(repr=False)
+    model: str = DEFAULT_SERVED_ALIAS  # a served name to put in requests
+
+    @property
+    def health_url(self) -> str:
+        return self.base_url.removesuffix("/v1") + "/health"
+
+
+@dataclass(frozen=True)
+class WorkerContract:
+    vllm: VllmEndpoint
+    batch: BatchSettings
+    startup_timeout_s: float  # how long a worker waits for vLLM's health before it gives up
+    target: str = DEFAULT_TARGET
+
+    def to_env(self) -> dict[str, str]:
+        return {ENV_VAR: json.dumps(asdict(self)), TARGET_VAR: self.target}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> WorkerContract:
+        data = json.loads(environ[ENV_VAR])
+        return cls(
+            vllm=VllmEndpoint(**data["vllm"]),
+            batch=BatchSettings(**data["batch"]),
+            startup_timeout_s=data["startup_timeout_s"],
+            target=data["target"],
+        )

@@ -1,0 +1,117 @@
+"""Turn a LaunchPlan into `vllm serve`'s argv with vLLM's own parser (run in the vLLM process).
+
+engine_config.json's flags win over runtime parameters however they are spelled; tensor
+parallel defaults to the visible GPUs; the platform's served-name alias is always added.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+from . import vllm_flags
+from .contract import DEFAULT_SERVED_ALIAS
+from .errors import ConfigError
+from .plan import LaunchPlan
+from .process_env import is_secret_name
+
+
+@dataclass(frozen=True)
+class VllmCommand:
+    """`vllm serve <model> ...` without host, port or key, checked by vLLM's parser."""
+
+    argv: list[str]
+    served_names: list[str]
+    overridden: dict[str, str]  # runtime parameter -> engine_config flag that overrides it
+
+    def bound_to(self, port: int | str) -> list[str]:
+        """The argv bound to loopback; holds no secret."""
+        return [*self.argv, "--host", "127.0.0.1", "--port", str(port)]
+
+
+def _drop_dest(args: list[str], dest: str) -> list[str]:
+    """Remove every occurrence of the flag(s) for `dest`, with the values that follow, from args."""
+    out: list[str] = []
+    skipping = False
+    for token in args:
+        if token.startswith("-"):
+            hit = vllm_flags.dest_of_token(token) == dest
+            skipping = hit and "=" not in token
+            if hit:
+                continue
+        elif skipping:
+            continue
+        out.append(token)
+    return out
+
+
+def parallelism_flags(explicit: Mapping[str, object], visible_gpus: int) -> list[str]:
+    """Tensor parallel over every visible GPU unless engine_config sets it; never more GPUs than visible.
+
+    The user's -tp/-pp/-dp always win; the default divides the GPUs by pipeline x data parallel."""
+    if visible_gpus <= 0:
+        return []  # CPU: vLLM's own defaults
+    tp = explicit.get("tensor_parallel_size")
+    pp = int(explicit.get("pipeline_parallel_size") or 1)
+    dp = int(explicit.get("data_parallel_size") or 1)
+    flags = []
+    if tp is None:
+        tp = max(1, visible_gpus // (pp * dp))
+        if tp > 1:
+            flags = ["--tensor-parallel-size", str(tp)]
+    needed = int(tp) * pp * dp
+    if needed > visible_gpus:
+        raise ConfigError(
+            f"engine_config.json: tensor parallel {tp} x pipeline parallel {pp} x data parallel {dp} needs "
+            f"{needed} GPUs but {visible_gpus} are visible (CUDA_VISIBLE_DEVICES / nvidia-smi -L); "
+            "lower -tp, -pp or -dp"
+        )
+    return flags
+
+
+def build(plan: LaunchPlan) -> VllmCommand:
+    """vLLM's argv, validated by its own parser: engine_config flags win over runtime parameters."""
+    explicit = vllm_flags.parse(plan.engine_args, "engine_config.json")
+    if "model_tag" in explicit:
+        raise ConfigError(
+            f"engine_config.json: $.args: stray value {explicit['model_tag']!r} is not a flag; "
+            'give the model as "--model", "<id or path>"'
+        )
+    _, rest = vllm_flags.split_model(plan.engine_args)
+    flags: list[str] = []
+    overridden: dict[str, str] = {}
+    for name, (flag, *value) in plan.param_flags.items():
+        if vllm_flags.dest_of(flag) in explicit:
+            overridden[name] = flag
+        else:
+            flags += [flag, *value]
+    flags += parallelism_flags(explicit, plan.visible_gpus)
+    names = list(explicit.get("served_model_name") or [plan.model.name])
+    if DEFAULT_SERVED_ALIAS not in names:
+        names.append(DEFAULT_SERVED_ALIAS)
+    args = [*flags, *_drop_dest(rest, "served_model_name"), "--served-model-name", *names]
+    vllm_flags.parse([plan.model.ref, *args], "vLLM arguments from runtime parameters and engine_config.json")
+    return VllmCommand(["vllm", "serve", plan.model.ref, *args], names, overridden)
+
+
+def describe(
+    plan: LaunchPlan, command: VllmCommand, added_env: Mapping[str, str], port: int | str = "<free port>"
+) -> list[str]:
+    """Human-readable plan for logs and `check`; secrets masked."""
+    shown = " ".join(f"{k}={'***' if is_secret_name(k) else v}" for k, v in sorted(added_env.items()))
+    sampling = " ".join(
+        f"{k}={'(model default)' if v is None and k == 'temperature' else v}" for k, v in asdict(plan.batch).items()
+    )
+    lines = [
+        f"model: {plan.model.ref} (from {plan.model.origin}; hub access {'off' if plan.model.local else 'on'})",
+        f"served model names: {', '.join(command.served_names)}",
+        f"vLLM command: {shlex.join(command.bound_to(port))}",
+        f"vLLM environment additions: {shown}",
+        f"batch prediction defaults: {sampling}",
+    ]
+    lines += [
+        f"runtime parameter '{name}' is overridden by {flag} in engine_config.json"
+        for name, flag in command.overridden.items()
+    ]
+    return lines

@@ -1,0 +1,17 @@
+"""DRUM workers load the adapter and the worker contract, never the planning code."""
+
+import json
+import subprocess
+import sys
+
+ALLOWED = {"vllm_dropin", "vllm_dropin.contract", "vllm_dropin.health"}
+
+
+def test_adapter_imports_only_the_contract_of_ours():
+    code = (
+        "import json, sys; import vllm_dropin.adapter.drum_hooks; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('vllm_dropin'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    ours = set(json.loads(done.stdout.splitlines()[-1]))
+    assert {m for m in ours if not m.startswith("vllm_dropin.adapter")} == ALLOWED
