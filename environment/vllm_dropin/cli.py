@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
-from . import logs, runtime_params
+from . import logs, preflight, runtime_params
 from .errors import ConfigError, DropinError, ExitCode
 from .launch import vllm_server
 from .launch.supervisor import report_failure, serve
 from .prepare import prepare
+
+log = logging.getLogger("vllm_dropin")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,14 +45,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def check(code_dir: Path) -> ExitCode:
-    """What `serve` would launch, from the same `prepare()`; the model's hook is not run."""
+    """What `serve` would launch, from the same `prepare()` and checks; the model's hook is not run,
+    so where the outcome depends on it, both outcomes are shown."""
     prepared = prepare(code_dir, runtime_params.read(), os.environ)
-    lines = vllm_server.check(prepared.plan)
+    plan = prepared.plan
+    if not plan.model.assumed:
+        preflight.check(plan, prepared.settings, os.environ)
+    lines = vllm_server.check(plan)
     print(f"code dir: {code_dir}")
-    print(f"load_model hook: {'runs once before launch' if prepared.load_model else 'none'}")
-    print(f"GPUs visible: {prepared.plan.visible_gpus}")
+    print(f"load_model hook: {'runs once before launch (check does not run it)' if prepared.load_model else 'none'}")
+    print(f"GPUs visible: {plan.visible_gpus}")
     print("\n".join(lines))
-    print("OK: ready to launch")
+    if not plan.model.assumed:
+        print("OK: ready to launch")
+        return ExitCode.OK
+    try:
+        fallback = prepared.settled()
+        preflight.check(fallback, prepared.settings, os.environ)
+    except ConfigError as exc:
+        print(f"if load_model leaves {plan.model.ref} empty: serve stops with exit code {exc.exit_code}: {exc}")
+    else:
+        print(
+            f"if load_model leaves {plan.model.ref} empty: serve runs the same command on {fallback.model.ref} "
+            f"(from {fallback.model.origin}; hub access {'off' if fallback.model.local else 'on'})"
+        )
+    print(f"OK: ready to launch if load_model fills {plan.model.ref}")
     return ExitCode.OK
 
 
@@ -60,9 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not code_dir.is_dir():
             raise ConfigError(f"code dir {code_dir} is not a folder (set CODE_DIR or --code-dir)")
+        unknown = []
         if args.runtime_params_file:
-            runtime_params.load_params_file(args.runtime_params_file, str(code_dir))
+            unknown += runtime_params.load_params_file(args.runtime_params_file, code_dir)
+        unknown += runtime_params.undeclared(runtime_params.env_names(os.environ), code_dir)
+        for line in unknown:
+            log.warning("%s", line)
         if args.command == "check":
+            if unknown:  # check is where a typo should stop you; serve only warns
+                raise ConfigError(unknown[0] + (f" (and {len(unknown) - 1} more above)" if len(unknown) > 1 else ""))
             return check(code_dir)
     except DropinError as exc:
         return report_failure(exc)

@@ -16,10 +16,21 @@ class ModelSource:
     local: bool  # a folder on disk: vLLM runs with hub access off
     origin: str  # where the choice came from, for logs and `check`
     name: str  # the served model name unless engine_config.json sets --served-model-name
+    assumed: bool = False  # ${CODE_DIR}/vllm/, assumed filled by a load_model that has not run yet
 
 
 def _non_empty_dir(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
+
+
+def looks_like_path(ref: str) -> bool:
+    """A hub id is 'name' or 'org/name'; a leading / . ~, a backslash or more parts make it a folder."""
+    return ref.startswith(("/", ".", "~")) or "\\" in ref or ref.count("/") > 1
+
+
+def is_local(ref: str) -> bool:
+    """Served from disk with hub access off: an existing folder, or a path that should be one."""
+    return Path(ref).is_dir() or looks_like_path(ref)
 
 
 def _default_name(ref: str) -> str:
@@ -36,20 +47,16 @@ def resolve(
     """
     if engine_model:
         return ModelSource(
-            engine_model, Path(engine_model).is_dir(), "--model in engine_config.json", _default_name(engine_model)
+            engine_model, is_local(engine_model), "--model in engine_config.json", _default_name(engine_model)
         )
     hook_dir = code_dir / HOOK_MODEL_DIR
     if _non_empty_dir(hook_dir) or hook_pending:
-        origin = (
-            f"{hook_dir} (filled by load_model or shipped)"
-            if _non_empty_dir(hook_dir)
-            else f"{hook_dir}, if load_model fills it (check does not run the hook)"
-        )
-        return ModelSource(str(hook_dir), True, origin, _default_name(param_model) if param_model else HOOK_MODEL_DIR)
+        assumed = not _non_empty_dir(hook_dir)
+        origin = f"{hook_dir}, if load_model fills it" if assumed else f"{hook_dir} (filled by load_model or shipped)"
+        name = _default_name(param_model) if param_model else HOOK_MODEL_DIR
+        return ModelSource(str(hook_dir), True, origin, name, assumed)
     if param_model:
-        return ModelSource(
-            param_model, _non_empty_dir(Path(param_model)), "runtime parameter 'model'", _default_name(param_model)
-        )
+        return ModelSource(param_model, is_local(param_model), "runtime parameter 'model'", _default_name(param_model))
     raise ConfigError(
         "no model to serve: set runtime parameter 'model' (a Hugging Face id or folder), put "
         f"--model in engine_config.json, or have load_model fill {hook_dir}/"

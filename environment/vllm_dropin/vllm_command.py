@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from . import vllm_flags
-from .contract import DEFAULT_SERVED_ALIAS
+from .contract import DEFAULT_SERVED_ALIAS, BatchSettings
 from .errors import ConfigError
 from .plan import LaunchPlan
 from .process_env import is_secret_name
@@ -93,6 +93,24 @@ def build(plan: LaunchPlan) -> VllmCommand:
     args = [*flags, *_drop_dest(rest, "served_model_name"), "--served-model-name", *names]
     vllm_flags.parse([plan.model.ref, *args], "vLLM arguments from runtime parameters and engine_config.json")
     return VllmCommand(["vllm", "serve", plan.model.ref, *args], names, overridden)
+
+
+def check_batch_sampling(batch: BatchSettings) -> None:
+    """The batch defaults through vLLM's own SamplingParams rules, so settings that would fail every
+    row (n=2 with temperature=0: greedy has one answer) stop startup instead, naming them."""
+    from vllm import SamplingParams
+
+    given = {"n": batch.n, "temperature": batch.temperature, "max_tokens": batch.max_tokens}
+    given = {name: value for name, value in given.items() if value is not None}
+    try:
+        SamplingParams(**given)
+    except Exception as exc:  # ValueError in older vLLMs, VLLMValidationError (no ValueError) in newer ones
+        named = ", ".join(f"'{name}' = {value}" for name, value in given.items())
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(
+            f"runtime parameters {named} (batch predictions) conflict: vLLM rejects them with "
+            f'"{reason}"; change one of them'
+        ) from None
 
 
 def describe(

@@ -23,13 +23,23 @@ def assert_still_serving(env) -> None:
     [
         (b"", CSV, "Samples should be provided as"),  # DRUM answers an empty body itself
         (b"promptText\n", CSV, "the CSV has a header but no rows"),
-        (b'{"promptText": ["hi"]}', JSON, "prompt column 'promptText' is missing"),
-        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", CSV, "CSV is not UTF-8 text"),
-        ("promptText\ncafé au lait\n".encode("utf-16"), CSV, "CSV is not UTF-8 text"),
+        (b'{"promptText": ["hi"]}', JSON, 'JSON object body has no "data" list of records'),
+        (b'[{"question": "hi"}]', JSON, "prompt column 'promptText' is missing; columns present: question"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", CSV, "request body is not UTF-8 text"),
+        ("promptText\ncafé au lait\n".encode("utf-16"), CSV, "request body is not UTF-8 text"),
         (b"promptText\n\n\n", CSV, "row 0: prompt is empty"),
         (b'promptText,other\n"unterminated,1\n', CSV, "CSV could not be parsed"),
     ],
-    ids=["empty-body", "header-only", "json-not-csv", "binary", "utf16", "nan-prompts", "broken-quote"],
+    ids=[
+        "empty-body",
+        "header-only",
+        "json-columns",
+        "json-wrong-column",
+        "binary",
+        "utf16",
+        "nan-prompts",
+        "broken-quote",
+    ],
 )
 def test_bad_batches_are_client_errors(main_env, body, headers, expected):
     reply = requests.post(f"{main_env.url}/predictions/", data=body, headers=headers, timeout=120)
@@ -44,7 +54,7 @@ def test_latin1_csv_is_refused_naming_the_byte_and_never_echoing_prompts(main_en
     body = "promptText\ncafé confidential\n".encode("latin-1")
     reply = requests.post(f"{main_env.url}/predictions/", data=body, headers=CSV, timeout=120)
     assert reply.status_code == 400, reply.text[:500]
-    assert reply.json()["message"] == "CSV is not UTF-8 text (byte 0xe9 at offset 14); save it as UTF-8"
+    assert reply.json()["message"] == "request body is not UTF-8 text (byte 0xe9 at offset 14); save it as UTF-8"
     assert "confidential" not in main_env.log()
     assert_still_serving(main_env)
 

@@ -229,3 +229,14 @@ def test_cpu_parameters_feed_vllms_environment_and_unset_ones_keep_the_images(co
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "2"
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
     assert env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "1"  # unset parameter: the image's ENV default stays
+
+
+def test_batch_sampling_settings_that_fail_every_row_stop_startup_naming_them(code_dir):
+    p = plan.build(values(model="m", n=2, temperature=0), [], code_dir)
+    with pytest.raises(ConfigError) as err:
+        vllm_entry.plan_lines(p, 8000)
+    assert str(err.value) == (
+        "runtime parameters 'n' = 2, 'temperature' = 0.0, 'max_tokens' = 256 (batch predictions) conflict: vLLM "
+        'rejects them with "n must be 1 when using greedy sampling, got 2."; change one of them'
+    )
+    vllm_entry.plan_lines(plan.build(values(model="m", n=2, temperature=0.5), [], code_dir), 8000)

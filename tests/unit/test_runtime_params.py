@@ -1,6 +1,7 @@
 """Runtime parameters: typed, null-safe, bounded, and never echoing secrets."""
 
 import json
+import re
 
 import pytest
 
@@ -53,14 +54,17 @@ def test_coerce_accepts(name, payload, expected):
         ("n", 0, "must be >= 1, got 0"),
         ("max_tokens", 0, "must be >= 1, got 0"),
         ("temperature", -0.5, "must be >= 0, got -0.5"),
-        ("max_tokens", float("inf"), "expected a finite number"),
-        ("max_tokens", float("nan"), "expected a finite number"),
-        ("max_tokens", "256", "expected a number, got str"),
-        ("max_tokens", True, "expected a number, got bool"),
-        ("trust_remote_code", "yes", "expected true or false, got str"),
-        ("model", 5, "expected a string, got int"),
-        ("row_errors", "ignore", "expected one of fail, column"),
-        ("HuggingFaceToken", SECRET, "expected a credential object, got str"),
+        ("max_tokens", float("inf"), "payload inf is not a finite number"),
+        ("max_tokens", float("nan"), "payload nan is not a finite number"),
+        ("max_tokens", "256", "payload '256' is text; it needs a number"),
+        ("temperature", "hot", "payload 'hot' is text; it needs a number"),
+        ("max_tokens", True, "payload true is true/false; it needs a number"),
+        ("trust_remote_code", "yes", "payload 'yes' is text; it needs true or false"),
+        ("model", 5, "payload 5 is a number; it needs text"),
+        ("model", ["a"], 'payload ["a"] is a list; it needs text'),
+        ("max_tokens", "x" * 100, "payload 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... is text"),
+        ("row_errors", "ignore", "payload 'ignore' is not one of fail, column"),
+        ("HuggingFaceToken", SECRET, "runtime parameter 'HuggingFaceToken': payload is text; it needs a credential"),
     ],
 )
 def test_coerce_rejects_with_one_line_naming_the_parameter(name, payload, expected_text):
@@ -105,7 +109,7 @@ def test_read_through_drum_runtime_parameters(monkeypatch):
         json.dumps({"type": "nonsense", "payload": SECRET}),
     ],
 )
-def test_invalid_env_value_error_never_shows_the_payload(monkeypatch, raw):
+def test_invalid_env_value_error_never_shows_the_credential(monkeypatch, raw):
     monkeypatch.setenv("MLOPS_RUNTIME_PARAM_HuggingFaceToken", raw)
     with pytest.raises(ConfigError) as err:
         runtime_params.read()
@@ -123,3 +127,66 @@ def test_every_parameter_default_passes_its_own_validation():
     for p in PARAMETERS:
         if p.default is not None:
             assert runtime_params.coerce(p, p.default) == p.default
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (json.dumps({"type": "numeric", "payload": "hot"}), "runtime parameter 'temperature': payload 'hot' is text"),
+        (json.dumps({"type": "string", "payload": "hot"}), "runtime parameter 'temperature': payload 'hot' is text"),
+        ("{not json", "env MLOPS_RUNTIME_PARAM_temperature is not JSON; expected"),
+        (json.dumps({"payload": 1}), 'is not of the form {"type": "numeric", "payload": ...}'),
+        (json.dumps({"type": "boolean", "payload": True}), "payload true is true/false; it needs a number"),
+    ],
+)
+def test_env_errors_say_what_is_wrong_with_the_value(monkeypatch, raw, expected):
+    monkeypatch.setenv("MLOPS_RUNTIME_PARAM_temperature", raw)
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        runtime_params.read()
+
+
+def test_undeclared_names_get_the_closest_declared_one(tmp_path):
+    (tmp_path / "model-metadata.yaml").write_text(
+        "runtimeParameterDefinitions:\n- fieldName: artifact_uri\n  type: string\n"
+    )
+    names = ["max_tokenz", "artifact_uri", "DRUM_WORKER_CONNECTIONS", "CUSTOM_MODEL_WORKERS", "artifact_url", "zzz"]
+    assert runtime_params.undeclared(names, tmp_path) == [
+        "runtime parameter 'artifact_url' is not declared by the environment or model-metadata.yaml; "
+        "did you mean 'artifact_uri'?",
+        "runtime parameter 'max_tokenz' is not declared by the environment or model-metadata.yaml; "
+        "did you mean 'max_tokens'?",
+        "runtime parameter 'zzz' is not declared by the environment or model-metadata.yaml",
+    ]
+
+
+def test_values_file_errors_name_the_file_and_the_value(tmp_path):
+    (tmp_path / "model-metadata.yaml").write_text(
+        "runtimeParameterDefinitions:\n- fieldName: temperature\n  type: numeric\n"
+    )
+    values = tmp_path / "values.yaml"
+    values.write_text("temperature: hot\n")
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(
+            f"runtime params file {values}: runtime parameter 'temperature': payload 'hot' is text; it needs a number"
+        ),
+    ):
+        runtime_params.load_params_file(str(values), tmp_path)
+    values.write_text("temperature: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line 2 column 1"):
+        runtime_params.load_params_file(str(values), tmp_path)
+
+
+def test_values_file_typos_are_returned_to_warn_about(tmp_path, monkeypatch):
+    (tmp_path / "model-metadata.yaml").write_text(
+        "runtimeParameterDefinitions:\n- fieldName: max_tokens\n  type: numeric\n"
+    )
+    values = tmp_path / "values.yaml"
+    values.write_text("max_tokenz: 5\nmax_tokens: 7\n")
+    monkeypatch.delenv("MLOPS_RUNTIME_PARAM_max_tokens", raising=False)
+    lines = runtime_params.load_params_file(str(values), tmp_path)
+    assert lines == [
+        f"runtime params file {values}: runtime parameter 'max_tokenz' is not declared by the environment or "
+        "model-metadata.yaml; did you mean 'max_tokens'?"
+    ]
+    assert runtime_params.read().max_tokens == 7

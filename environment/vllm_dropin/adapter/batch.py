@@ -65,9 +65,16 @@ def request_for(prompt: str, settings: BatchSettings, model: str) -> dict[str, A
     return body
 
 
+def column_names(columns: Sequence[Any], shown: int = 20, longest: int = 40) -> list[str]:
+    """Column names for an error message: a few, each short (a CSV sent without a header has its
+    first row, prompts included, as column names; those must not come back whole)."""
+    names = [str(c) if len(str(c)) <= longest else f"<a {len(str(c))}-character name>" for c in columns[:shown]]
+    return names + ([f"and {len(columns) - shown} more"] if len(columns) > shown else [])
+
+
 def prompts_of(data: pd.DataFrame, column: str) -> list[Any]:
     if column not in data.columns:
-        present = ", ".join(map(str, data.columns)) or "(none)"
+        present = ", ".join(column_names(data.columns)) or "(none)"
         raise CustomHTTPError(
             f"prompt column '{column}' is missing; columns present: {present} "
             "(set runtime parameter 'prompt_column_name' to choose another)",

@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
-from datarobot_drum.drum.exceptions import CustomHTTPError
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .client import Upstream, unreachable
+from .openai_errors import openai_error
 
 # Characters that str.splitlines() breaks lines on but JSON leaves unescaped inside strings.
 _LINE_BREAKS_JSON_KEEPS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
@@ -47,7 +47,8 @@ def _fair(stream: openai.Stream[Any], release: Callable[[], None]) -> Iterator[A
 def chat(params: dict[str, Any], upstream: Upstream) -> Any:
     """A ChatCompletion, or a stream of chunks when params ask for stream=true."""
     if not isinstance(params, dict):
-        raise CustomHTTPError("chat request body must be a JSON object", status_code=400)
+        message = "chat request body must be a JSON object"
+        raise openai_error(400, message, logged=message)
     stream = bool(params.get("stream"))
     client = upstream.clients.take()
     streaming = False  # once a stream is handed to DRUM, the stream gives the client back
@@ -64,9 +65,9 @@ def chat(params: dict[str, Any], upstream: Upstream) -> Any:
         streaming = stream
         return _fair(result, lambda: upstream.clients.give_back(client)) if stream else result
     except openai.APIStatusError as exc:
-        raise CustomHTTPError(f"vLLM: {exc.message}", status_code=exc.status_code) from None
+        raise openai_error(exc.status_code, exc.message, exc.body) from None
     except openai.APIConnectionError as exc:
-        raise CustomHTTPError(unreachable(exc), status_code=503) from None
+        raise openai_error(503, unreachable(exc), logged=unreachable(exc)) from None
     finally:
         if not streaming:
             upstream.clients.give_back(client)
@@ -77,4 +78,4 @@ def models(upstream: Upstream) -> list[Any]:
         with upstream.clients.client() as client:
             return list(client.models.list())
     except openai.APIConnectionError as exc:
-        raise CustomHTTPError(unreachable(exc), status_code=503) from None
+        raise openai_error(503, unreachable(exc), logged=unreachable(exc)) from None

@@ -9,7 +9,7 @@ import pandas as pd
 
 from .. import health
 from ..contract import WorkerContract
-from . import batch, csv_input
+from . import batch, batch_input
 from . import chat as chat_mod
 from .client import Upstream, connect
 
@@ -29,7 +29,7 @@ def load_model(code_dir: str) -> Upstream:
 
 
 def read_input_data(input_binary_data: bytes) -> pd.DataFrame:
-    return csv_input.read_csv(input_binary_data)
+    return batch_input.read_body(input_binary_data)
 
 
 def score(data: pd.DataFrame, model: Upstream, **kwargs: Any) -> pd.DataFrame:

@@ -17,7 +17,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import IO
 
-TAIL_LINES = 40
+KEPT_LINES = 200  # read for the cause of a failure (failure.py)
+SHOWN_LINES = 40  # logged with it
 
 
 class ProcessGroup:
@@ -68,7 +69,7 @@ class Child(ProcessGroup):
 
     def __init__(self, name: str, argv: list[str], env: Mapping[str, str], secrets: Iterable[str] = ()) -> None:
         self._secrets = [s for s in secrets if s]
-        self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._tail: collections.deque[str] = collections.deque(maxlen=KEPT_LINES)
         super().__init__(name, argv, env, subprocess.PIPE)
         self._relay = threading.Thread(target=self._pump, name=f"{name}-log", daemon=True)
         self._relay.start()
@@ -86,11 +87,11 @@ class Child(ProcessGroup):
             sys.stdout.write(f"[{self.name}] {line}\n")
             sys.stdout.flush()
 
-    def tail(self) -> str:
+    def tail(self) -> list[str]:
         """The last lines of the child's output (for error messages), after the relay caught up."""
         if self.proc.poll() is not None:
             self._relay.join(timeout=2)
-        return "\n".join(self._tail)
+        return list(self._tail)
 
     def stop(self, grace_s: float, whole_group: bool = True, sweep: bool = True) -> int:
         code = super().stop(grace_s, whole_group, sweep)

@@ -16,7 +16,7 @@ import threading
 import traceback
 from pathlib import Path
 
-from .. import events, runtime_params, user_hook
+from .. import events, preflight, runtime_params, user_hook
 from ..errors import DropinError, ExitCode, HookError
 from ..prepare import prepare
 from . import drum_server, vllm_server
@@ -24,7 +24,10 @@ from .processes import Child
 
 log = logging.getLogger("vllm_dropin")
 
-GRACE_S = {"drum": 25.0, "vllm": 15.0}  # DRUM drains in-flight requests; vLLM then exits
+# Stopping after the deployment was ready and asked to stop: DRUM drains in-flight requests,
+# then vLLM exits. Any other stop (a failed start, a dead child) has nothing to drain.
+DRAIN_GRACE_S = {"drum": 25.0, "vllm": 15.0}
+FAILED_GRACE_S = 2.0
 WATCH_S = 0.5
 
 
@@ -60,7 +63,12 @@ def report_failure(exc: DropinError, reporter: events.EventReporter | None = Non
 
 
 def _run(
-    code_dir: Path, address: str, reporter: events.EventReporter, stop: threading.Event, children: list[Child]
+    code_dir: Path,
+    address: str,
+    reporter: events.EventReporter,
+    stop: threading.Event,
+    children: list[Child],
+    ready: threading.Event,
 ) -> ExitCode:
     settings = runtime_params.read()
     reporter.set_verify_ssl(settings.verifySSL)
@@ -74,6 +82,7 @@ def _run(
         if stop.is_set():  # asked to stop while the hook ran: launch nothing
             return ExitCode.OK
     plan = prepared.settled()
+    preflight.check(plan, settings, os.environ)
     vllm_server.prepare_cache(plan)
 
     vllm, endpoint = vllm_server.start(plan)
@@ -84,6 +93,7 @@ def _run(
     if waited is None:
         return ExitCode.OK
     reporter.report("vLLM ready", f"healthy after {waited:.1f} s")
+    ready.set()
     log.info("DRUM serving on %s once its workers see vLLM healthy", address)
     dead = _watch(children, stop)
     if dead is None:
@@ -96,13 +106,15 @@ def serve(code_dir: Path, address: str) -> int:
     stop = threading.Event()
     previous = _install_signal_handlers(stop)
     children: list[Child] = []
+    ready = threading.Event()
     try:
-        return _run(code_dir, address, reporter, stop, children)
+        return _run(code_dir, address, reporter, stop, children, ready)
     except DropinError as exc:
         return report_failure(exc, reporter)
     finally:
+        draining = ready.is_set() and stop.is_set() and all(child.poll() is None for child in children)
         for child in reversed(children):
-            code = child.stop(GRACE_S[child.name])
+            code = child.stop(DRAIN_GRACE_S[child.name] if draining else FAILED_GRACE_S)
             log.info("%s stopped (exit code %s)", child.name, code)
         reporter.close()
         for sig, old in previous.items():

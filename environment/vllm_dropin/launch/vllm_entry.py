@@ -22,13 +22,16 @@ from ..plan import LaunchPlan
 
 PLAN_VAR = "DROPIN_LAUNCH_PLAN"
 CONFIG_ERROR = "vllm_dropin config error: "  # the supervisor turns this line into its own error
+PLAN_LINE = "vllm_dropin plan: "  # `--check` marks its lines: vLLM's imports print lines of their own
 
 log = logging.getLogger("vllm_dropin")
 
 
 def plan_lines(plan: LaunchPlan, port: int | str) -> tuple[list[str], list[str]]:
-    """vLLM's argv and the human-readable plan (secrets masked); ConfigError on a bad flag."""
+    """vLLM's argv and the human-readable plan (secrets masked); ConfigError on a bad flag or
+    batch sampling settings that vLLM would reject on every row."""
     command = vllm_command.build(plan)
+    vllm_command.check_batch_sampling(plan.batch)
     added = process_env.vllm_env_additions(plan, os.environ, "<per-launch key>")
     return command.bound_to(port), vllm_command.describe(plan, command, added, port)
 
@@ -47,7 +50,7 @@ def main() -> None:
         print(CONFIG_ERROR + str(exc), flush=True)
         sys.exit(ExitCode.CONFIG)
     if args.check:
-        print("\n".join(lines), flush=True)
+        print("\n".join(PLAN_LINE + line for line in lines), flush=True)
         sys.exit(ExitCode.OK)
     for line in lines:
         log.info(line)

@@ -14,8 +14,8 @@ from .. import health, process_env
 from ..contract import VllmEndpoint
 from ..errors import ConfigError, DropinError, ExitCode, ServingError, StartupError
 from ..plan import LaunchPlan
-from . import vllm_entry
-from .processes import Child
+from . import failure, vllm_entry
+from .processes import SHOWN_LINES, Child
 
 # The Python that has vLLM; default: ours. The CUDA image keeps vLLM in the base image's Python
 # and DRUM in a venv of its own, so neither closure can break the other.
@@ -49,22 +49,27 @@ def _entry(plan: LaunchPlan, api_key: str, mode: list[str]) -> tuple[list[str], 
 
 
 def check(plan: LaunchPlan) -> list[str]:
-    """The plan as vLLM's own parser sees it, launching nothing; ConfigError on a bad flag."""
+    """The plan as vLLM's own parser sees it, launching nothing; ConfigError on a bad flag.
+
+    Only the plan's lines are returned: whatever vLLM's imports print (Triton, platform
+    detection) stays out of `check`'s output."""
     prepare_cache(plan)  # vLLM writes under it as soon as it is imported
     argv, env = _entry(plan, "<per-launch key>", ["--check"])
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
-    rejected = _config_error(done.returncode, done.stdout)
+    output = (done.stdout + done.stderr).splitlines()
+    rejected = _config_error(done.returncode, output)
     if rejected is not None:
         raise rejected
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
-        raise ConfigError(f"checking vLLM's arguments failed (exit code {done.returncode}):\n{tail}")
-    return done.stdout.splitlines()
+    planned = [line.removeprefix(vllm_entry.PLAN_LINE) for line in output if line.startswith(vllm_entry.PLAN_LINE)]
+    if done.returncode != 0 or not planned:
+        what = f"checking vLLM's arguments in vLLM's Python failed (exit code {done.returncode})"
+        raise StartupError(failure.summary(what, output), "\n".join(output[-SHOWN_LINES:]))
+    return planned
 
 
-def _config_error(code: int, output: str) -> ConfigError | None:
-    """vllm_entry's one-line verdict on the flags, if that is why it exited."""
-    errors = [line for line in output.splitlines() if line.startswith(vllm_entry.CONFIG_ERROR)]
+def _config_error(code: int, output: list[str]) -> ConfigError | None:
+    """vllm_entry's one-line verdict on the configuration, if that is why it exited."""
+    errors = [line for line in output if line.startswith(vllm_entry.CONFIG_ERROR)]
     if code == ExitCode.CONFIG and errors:
         return ConfigError(errors[-1].removeprefix(vllm_entry.CONFIG_ERROR))
     return None
@@ -80,15 +85,16 @@ def start(plan: LaunchPlan) -> tuple[Child, VllmEndpoint]:
 
 
 def exited(child: Child, code: int, startup: bool = True) -> DropinError:
-    """The error for a child that exited with `code`: its config verdict, or its exit with its log tail."""
-    tail = child.tail()
-    rejected = _config_error(code, tail)
+    """The error for a child that exited with `code`: its config verdict, or the exception it died of."""
+    lines = child.tail()
+    rejected = _config_error(code, lines)
     if rejected is not None:
         return rejected
     name = CHILD_NAMES.get(child.name, child.name)
+    shown = "\n".join(lines[-SHOWN_LINES:])
     if startup:
-        return StartupError(f"{name} exited with code {code} during startup", tail)
-    return ServingError(f"{name} exited unexpectedly with code {code}", tail)
+        return StartupError(failure.summary(f"{name} exited with code {code} during startup", lines), shown)
+    return ServingError(failure.summary(f"{name} exited unexpectedly with code {code}", lines), shown)
 
 
 def wait_healthy(
@@ -109,5 +115,6 @@ def wait_healthy(
         return health.wait(endpoint.health_url, timeout_s, stop_or_raise)
     except TimeoutError:
         raise StartupError(
-            f"vLLM was not healthy after {timeout_s:g} s (runtime parameter 'startup_timeout_seconds')", vllm.tail()
+            f"vLLM was not healthy after {timeout_s:g} s (runtime parameter 'startup_timeout_seconds')",
+            "\n".join(vllm.tail()[-SHOWN_LINES:]),
         ) from None
