@@ -29,9 +29,12 @@ $(VENV)/.bench-installed: $(VENV)/.installed bench/requirements.lock
 bench: $(VENV)/.bench-installed
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH=environment $(PY) -m bench $(BENCH_ARGS)
 
-# Reliability figures: config fuzzing (cases / clear errors / invalid launches), then the fault,
-# load (prints rows, misaligned, lost chats, memory), bad-request and secrets suites.
+# Reliability figures: config fuzzing (cases / clear errors / invalid launches), the
+# misconfiguration table (exit code, seconds, the line), then the fault, load (prints rows,
+# misaligned, lost chats, memory), bad-request, request-data and secrets suites.
 reliability: venv
 	PYTHONPATH=environment:. $(PY) -m tests.unit.test_config_fuzz --examples 3000
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH=environment:. $(PY) -m tests.integration.test_misconfig
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -s -p no:warnings tests/integration/test_load.py \
-	  tests/integration/test_bad_requests.py tests/integration/test_secrets.py tests/integration/test_lifecycle.py
+	  tests/integration/test_bad_requests.py tests/integration/test_request_data.py tests/integration/test_secrets.py \
+	  tests/integration/test_lifecycle.py

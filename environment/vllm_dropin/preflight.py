@@ -59,8 +59,10 @@ def _check_context_length(folder: Path, plan: LaunchPlan, settings: Settings) ->
         return  # vLLM names an unreadable config itself
     config = config.get("text_config", config) if isinstance(config, dict) else {}
     limit = config.get("max_position_embeddings")
-    if not isinstance(limit, int) or config.get("rope_scaling") or config.get("rope_parameters"):
+    certain = isinstance(limit, (int, float)) and not isinstance(limit, bool) and float(limit).is_integer()
+    if not certain or config.get("rope_scaling") or config.get("rope_parameters"):
         return
+    limit = int(limit)
     if settings.max_model_len > limit:
         raise ConfigError(
             f"runtime parameter 'max_model_len' is {settings.max_model_len} but the model allows at most "

@@ -40,7 +40,7 @@ def test_the_engine_cores_root_cause_wins_over_the_api_servers_see_above():
             "vLLM exited: RuntimeError: boom",  # unrecognised: vLLM's own line, no hint
         ),
         (["INFO starting", "ERROR 11-26 06:49:16 [x.py:1] OSError: [Errno 28] No space left"], "vLLM exited: OSError"),
-        (["INFO starting", "Killed"], "vLLM exited (no exception in its output; see the log lines above)"),
+        (["INFO starting", "Killed"], "vLLM exited (no exception in its output; see its last log lines)"),
         (
             ["Traceback (most recent call last):", "huggingface_hub.errors.LocalEntryNotFoundError: offline"],
             "vLLM exited: LocalEntryNotFoundError: offline → the model comes from the Hugging Face hub",

@@ -36,6 +36,7 @@ def run(tmp_path, params, engine=(), environ=None):
         ({"config": False}, {}, [], "has no config.json"),
         ({"tokenizer": False}, {}, [], "has no tokenizer files (one of tokenizer.json, tokenizer.model"),
         ({}, {"max_model_len": 100000}, [], "'max_model_len' is 100000 but the model allows at most 2048"),
+        ({"config": {"max_position_embeddings": 2048.0}}, {"max_model_len": 4096}, [], "allows at most 2048 "),
     ],
 )
 def test_problems_are_named(tmp_path, make, params, engine, expected):

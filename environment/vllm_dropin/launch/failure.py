@@ -113,6 +113,6 @@ def summary(what: str, lines: Sequence[str]) -> str:
     """One line: what happened, the exception behind it and, when recognised, what to do."""
     cause = exception_of(lines)
     if cause is None:
-        return f"{what} (no exception in its output; see the log lines above)"
+        return f"{what} (no exception in its output; see its last log lines)"
     hint = hint_for(cause)
     return f"{what}: {cause}" + (f" → {hint}" if hint else "")

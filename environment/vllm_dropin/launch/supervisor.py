@@ -54,9 +54,8 @@ def report_failure(exc: DropinError, reporter: events.EventReporter | None = Non
         cause = exc.__cause__
         traceback.print_exception(type(cause), cause, cause.__traceback__)
     if exc.detail is not None:
-        log.error("%s; last log lines:\n%s", exc, exc.detail)
-    else:
-        log.error("%s", exc)
+        log.info("last log lines of the failed process:\n%s", exc.detail)
+    log.error("%s", exc)  # last, so that it is the pod log's last line of ours
     if reporter is not None:
         reporter.report("Deployment failed", str(exc))
     return exc.exit_code
