@@ -21,7 +21,8 @@ from demo.running import RunningEnvironment, Service, free_port, runtime_param_e
 from vllm_dropin.contract import BatchSettings, VllmEndpoint
 from vllm_dropin.launch import drum_server
 from vllm_dropin.model_source import ModelSource
-from vllm_dropin.plan import LaunchPlan
+from vllm_dropin.parallel import ParallelInputs
+from vllm_dropin.plan import NO_GPU, LaunchPlan
 from vllm_dropin.process_env import cache_env
 
 
@@ -113,7 +114,7 @@ def adapter_only(upstream: Endpoint, batch: BatchSettings, work: Path) -> tuple[
         model=ModelSource("standin", False, "benchmark", "standin"),
         engine_args=[],
         param_flags={},
-        visible_gpus=0,
+        parallel=ParallelInputs("auto", NO_GPU, None, None),
         batch=batch,
         cache_dir=work / "adapter-cache",
         startup_timeout=60,

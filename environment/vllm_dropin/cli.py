@@ -54,7 +54,7 @@ def check(code_dir: Path) -> ExitCode:
     lines = vllm_server.check(plan)
     print(f"code dir: {code_dir}")
     print(f"load_model hook: {'runs once before launch (check does not run it)' if prepared.load_model else 'none'}")
-    print(f"GPUs visible: {plan.visible_gpus}")
+    print(f"GPUs visible: {plan.parallel.gpus.describe()}")
     print("\n".join(lines))
     if not plan.model.assumed:
         print("OK: ready to launch")

@@ -13,12 +13,16 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import model_source, vllm_flags
+from . import footprint, model_source, vllm_flags
 from .contract import BatchSettings
+from .footprint import ModelFootprint
+from .gpus import GpuInventory
 from .model_source import ModelSource
+from .parallel import ParallelInputs
 from .settings import PARAMETERS, Settings
 
 DEFAULT_CACHE_DIR = Path(tempfile.gettempdir()) / "vllm-dropin-cache"
+NO_GPU = GpuInventory(0, None)
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class LaunchPlan:
     model: ModelSource
     engine_args: list[str]  # engine_config.json's flags as written; they override param_flags
     param_flags: dict[str, list[str]]  # runtime parameter -> the `vllm serve` flag (and value) it sets
-    visible_gpus: int
+    parallel: ParallelInputs  # the planner decides in the vLLM process, with the parsed flags
     batch: BatchSettings
     cache_dir: Path
     startup_timeout: int
@@ -45,10 +49,15 @@ class LaunchPlan:
     @classmethod
     def from_json(cls, text: str) -> LaunchPlan:
         data = json.loads(text)
+        parallel = data["parallel"]
+        footprint = parallel["model"] and ModelFootprint(**parallel["model"])
         return cls(
             **{
                 **data,
                 "model": ModelSource(**data["model"]),
+                "parallel": ParallelInputs(
+                    **{**parallel, "gpus": GpuInventory(**parallel["gpus"]), "model": footprint}
+                ),
                 "batch": BatchSettings(**data["batch"]),
                 "cache_dir": Path(data["cache_dir"]),
             }
@@ -65,18 +74,35 @@ def _param_flags(settings: Settings) -> dict[str, list[str]]:
     return flags
 
 
+def _parallel(settings: Settings, engine_args: list[str], model: ModelSource, gpus: GpuInventory) -> ParallelInputs:
+    """The planner's inputs; the weights are read only where there are GPUs to plan for."""
+    dtype = vllm_flags.long_flag(engine_args, "dtype")
+    folder = Path(model.ref)
+    weights = (
+        footprint.of_folder(folder, dtype if isinstance(dtype, str) else None)
+        if gpus.count and model.local and folder.is_dir()
+        else None
+    )
+    return ParallelInputs(settings.parallelism, gpus, weights, settings.gpu_memory_utilization)
+
+
 def build(
-    settings: Settings, engine_args: list[str], code_dir: Path, visible_gpus: int = 0, hook_pending: bool = False
+    settings: Settings,
+    engine_args: list[str],
+    code_dir: Path,
+    gpus: GpuInventory = NO_GPU,
+    hook_pending: bool = False,
 ) -> LaunchPlan:
     """The plan, or ConfigError on any problem found without vLLM's parser.
 
     `hook_pending`: load_model has yet to run; `settle_model` decides the model once it has."""
     engine_model, _ = vllm_flags.split_model(engine_args)
+    model = model_source.resolve(engine_model, code_dir, settings.model, hook_pending)
     return LaunchPlan(
-        model=model_source.resolve(engine_model, code_dir, settings.model, hook_pending),
+        model=model,
         engine_args=list(engine_args),
         param_flags=_param_flags(settings),
-        visible_gpus=visible_gpus,
+        parallel=_parallel(settings, engine_args, model, gpus),
         batch=BatchSettings(**{p.name: getattr(settings, p.name) for p in PARAMETERS if p.feeds == "batch"}),
         cache_dir=Path(settings.cache_dir) if settings.cache_dir else DEFAULT_CACHE_DIR,
         startup_timeout=settings.startup_timeout_seconds,
@@ -93,4 +119,6 @@ def build(
 def settle_model(plan: LaunchPlan, settings: Settings, code_dir: Path) -> LaunchPlan:
     """The plan once load_model has run: the model source no longer assumes the hook fills its folder."""
     engine_model, _ = vllm_flags.split_model(plan.engine_args)
-    return dataclasses.replace(plan, model=model_source.resolve(engine_model, code_dir, settings.model))
+    model = model_source.resolve(engine_model, code_dir, settings.model)
+    parallel = _parallel(settings, plan.engine_args, model, plan.parallel.gpus)
+    return dataclasses.replace(plan, model=model, parallel=parallel)

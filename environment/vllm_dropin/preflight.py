@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from . import vllm_flags
 from .errors import ConfigError
 from .plan import LaunchPlan
 from .settings import Settings
@@ -27,10 +28,7 @@ def _source(plan: LaunchPlan) -> str:
 
 
 def _engine_sets(plan: LaunchPlan, dests: tuple[str, ...]) -> bool:
-    """Whether engine_config.json sets one of these long flags, in any spelling (--a-b, --a_b, --a-b=x)."""
-    return any(
-        token.startswith("--") and token[2:].split("=", 1)[0].replace("-", "_") in dests for token in plan.engine_args
-    )
+    return any(vllm_flags.long_flag(plan.engine_args, dest) is not None for dest in dests)
 
 
 def check_local_folder(plan: LaunchPlan, settings: Settings) -> None:
@@ -60,7 +58,7 @@ def _check_context_length(folder: Path, plan: LaunchPlan, settings: Settings) ->
     config = config.get("text_config", config) if isinstance(config, dict) else {}
     limit = config.get("max_position_embeddings")
     certain = isinstance(limit, (int, float)) and not isinstance(limit, bool) and float(limit).is_integer()
-    if not certain or config.get("rope_scaling") or config.get("rope_parameters"):
+    if not certain or _scaled_rope(config):
         return
     limit = int(limit)
     if settings.max_model_len > limit:
@@ -68,6 +66,15 @@ def _check_context_length(folder: Path, plan: LaunchPlan, settings: Settings) ->
             f"runtime parameter 'max_model_len' is {settings.max_model_len} but the model allows at most "
             f"{limit} (max_position_embeddings in {folder / 'config.json'}); lower it or leave it unset"
         )
+
+
+def _scaled_rope(config: dict) -> bool:
+    """RoPE scaling (yarn, dynamic, longrope ...) lets vLLM derive a longer context than the config says."""
+    for key in ("rope_scaling", "rope_parameters"):
+        rope = config.get(key)
+        if isinstance(rope, dict) and (rope.get("rope_type") or rope.get("type") or "default") != "default":
+            return True
+    return False
 
 
 def check_hub(plan: LaunchPlan, environ: Mapping[str, str], token: str | None) -> None:

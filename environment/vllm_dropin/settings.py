@@ -74,6 +74,15 @@ class Settings:
         maximum=1,
         help="Fraction of each GPU's memory vLLM may use, in (0, 1]. Unset: vLLM's default (0.9).",
     )
+    parallelism: str = declare(
+        "auto",
+        feeds="launch",
+        choices=("auto", "tensor", "data"),
+        help="How the model is spread over the GPUs. 'auto': data parallel (one whole copy per GPU) when "
+        "the weights take at most half of one GPU's share, else the smallest tensor parallel that fits, "
+        "data parallel over the rest. 'tensor': tensor parallel over all GPUs. 'data': one copy per GPU. "
+        "-tp/-pp/-dp in engine_config.json win.",
+    )
     trust_remote_code: bool = declare(
         False,
         feeds="vllm_flag",

@@ -10,7 +10,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from . import vllm_flags
+from . import parallel, vllm_flags
 from .contract import DEFAULT_SERVED_ALIAS, BatchSettings
 from .errors import ConfigError
 from .plan import LaunchPlan
@@ -24,6 +24,7 @@ class VllmCommand:
     argv: list[str]
     served_names: list[str]
     overridden: dict[str, str]  # runtime parameter -> engine_config flag that overrides it
+    parallelism: str  # the parallel sizes and why
 
     def bound_to(self, port: int | str) -> list[str]:
         """The argv bound to loopback; holds no secret."""
@@ -46,30 +47,6 @@ def _drop_dest(args: list[str], dest: str) -> list[str]:
     return out
 
 
-def parallelism_flags(explicit: Mapping[str, object], visible_gpus: int) -> list[str]:
-    """Tensor parallel over every visible GPU unless engine_config sets it; never more GPUs than visible.
-
-    The user's -tp/-pp/-dp always win; the default divides the GPUs by pipeline x data parallel."""
-    if visible_gpus <= 0:
-        return []  # CPU: vLLM's own defaults
-    tp = explicit.get("tensor_parallel_size")
-    pp = int(explicit.get("pipeline_parallel_size") or 1)
-    dp = int(explicit.get("data_parallel_size") or 1)
-    flags = []
-    if tp is None:
-        tp = max(1, visible_gpus // (pp * dp))
-        if tp > 1:
-            flags = ["--tensor-parallel-size", str(tp)]
-    needed = int(tp) * pp * dp
-    if needed > visible_gpus:
-        raise ConfigError(
-            f"engine_config.json: tensor parallel {tp} x pipeline parallel {pp} x data parallel {dp} needs "
-            f"{needed} GPUs but {visible_gpus} are visible (CUDA_VISIBLE_DEVICES / nvidia-smi -L); "
-            "lower -tp, -pp or -dp"
-        )
-    return flags
-
-
 def build(plan: LaunchPlan) -> VllmCommand:
     """vLLM's argv, validated by its own parser: engine_config flags win over runtime parameters."""
     explicit = vllm_flags.parse(plan.engine_args, "engine_config.json")
@@ -86,13 +63,14 @@ def build(plan: LaunchPlan) -> VllmCommand:
             overridden[name] = flag
         else:
             flags += [flag, *value]
-    flags += parallelism_flags(explicit, plan.visible_gpus)
+    parallel_plan = parallel.plan(plan.parallel, explicit)
+    flags += parallel_plan.flags
     names = list(explicit.get("served_model_name") or [plan.model.name])
     if DEFAULT_SERVED_ALIAS not in names:
         names.append(DEFAULT_SERVED_ALIAS)
     args = [*flags, *_drop_dest(rest, "served_model_name"), "--served-model-name", *names]
     vllm_flags.parse([plan.model.ref, *args], "vLLM arguments from runtime parameters and engine_config.json")
-    return VllmCommand(["vllm", "serve", plan.model.ref, *args], names, overridden)
+    return VllmCommand(["vllm", "serve", plan.model.ref, *args], names, overridden, parallel_plan.reason)
 
 
 def check_batch_sampling(batch: BatchSettings) -> None:
@@ -124,6 +102,7 @@ def describe(
     lines = [
         f"model: {plan.model.ref} (from {plan.model.origin}; hub access {'off' if plan.model.local else 'on'})",
         f"served model names: {', '.join(command.served_names)}",
+        f"parallelism: {command.parallelism}",
         f"vLLM command: {shlex.join(command.bound_to(port))}",
         f"vLLM environment additions: {shown}",
         f"batch prediction defaults: {sampling}",

@@ -109,6 +109,25 @@ def parse(args: list[str], source: str) -> dict[str, Any]:
     return explicit
 
 
+def long_flag(args: list[str], dest: str) -> object:
+    """The value engine flags give `dest` in a long spelling (`--a-b X`, `--a_b=X`; True for a bare
+    switch), None when absent: for checks in the supervisor, where vLLM's parser is not loaded."""
+    found: object = None
+    for i, token in enumerate(args):
+        if not token.startswith("--"):
+            continue
+        name, eq, value = token[2:].partition("=")
+        if name.replace("-", "_") != dest:
+            continue
+        if eq:
+            found = value
+        elif i + 1 < len(args) and not args[i + 1].startswith("-"):
+            found = args[i + 1]
+        else:
+            found = True
+    return found
+
+
 def split_model(args: list[str]) -> tuple[str | None, list[str]]:
     """Take `--model X` / `--model=X` out of args (vLLM wants the model positional)."""
     rest: list[str] = []

@@ -1,68 +1,144 @@
-"""GPU counting and tensor-parallel defaults: the user's flags win; never more GPUs than visible."""
+"""GPU inventory (count and memory, MIG-aware) and the parallelism planner: data parallel when the
+model fits one GPU, the smallest tensor parallel that fits otherwise; the user's flags win."""
+
+import json
+import struct
 
 import pytest
 
-from vllm_dropin import gpus, plan, runtime_params, vllm_command, vllm_flags
+from vllm_dropin import footprint, gpus, parallel, plan, runtime_params, vllm_command, vllm_flags
 from vllm_dropin.errors import ConfigError
+from vllm_dropin.footprint import ModelFootprint
+from vllm_dropin.gpus import GpuInventory
+from vllm_dropin.parallel import ParallelInputs
 
 TWO = "GPU 0: NVIDIA H200 (UUID: GPU-a)\nGPU 1: NVIDIA H200 (UUID: GPU-b)\n"
+TWO_MEMORY = "0, 143771\n1, 143771\n"
 MIG = (
     "GPU 0: NVIDIA H100 (UUID: GPU-a)\n"
     "  MIG 3g.40gb     Device  0: (UUID: MIG-1)\n"
     "  MIG 3g.40gb     Device  1: (UUID: MIG-2)\n"
     "GPU 1: NVIDIA H100 (UUID: GPU-b)\n"
 )
+MIG_MEMORY = "0, 81559\n1, 81559\n"
 
 
 @pytest.mark.parametrize(
-    ("environ", "listing", "expected"),
+    ("environ", "listing", "memory", "expected"),
     [
-        ({}, None, 0),  # no driver: CPU host
-        ({}, TWO, 2),
-        ({}, MIG, 3),  # two MIG instances + one whole GPU, not 4 lines
-        ({"CUDA_VISIBLE_DEVICES": "0"}, TWO, 1),
-        ({"CUDA_VISIBLE_DEVICES": "1,0"}, TWO, 2),
-        ({"CUDA_VISIBLE_DEVICES": ""}, TWO, 0),
-        ({"CUDA_VISIBLE_DEVICES": "-1"}, TWO, 0),
-        ({"CUDA_VISIBLE_DEVICES": "0,-1,1"}, TWO, 1),  # CUDA stops at the first invalid entry
-        ({"CUDA_VISIBLE_DEVICES": "GPU-a,GPU-b"}, None, 2),
+        ({}, None, None, GpuInventory(0, None)),  # no driver: CPU host
+        ({}, TWO, TWO_MEMORY, GpuInventory(2, 143771 / 1024)),
+        ({}, TWO, None, GpuInventory(2, None)),
+        ({}, MIG, MIG_MEMORY, GpuInventory(3, 40.0)),  # two MIG instances + one whole GPU, not 4 lines
+        ({"CUDA_VISIBLE_DEVICES": "MIG-2"}, MIG, MIG_MEMORY, GpuInventory(1, 40.0)),
+        ({"CUDA_VISIBLE_DEVICES": "GPU-b"}, MIG, MIG_MEMORY, GpuInventory(1, 81559 / 1024)),
+        ({"CUDA_VISIBLE_DEVICES": "0"}, TWO, TWO_MEMORY, GpuInventory(1, 143771 / 1024)),
+        ({"CUDA_VISIBLE_DEVICES": "1,0"}, TWO, None, GpuInventory(2, None)),
+        ({"CUDA_VISIBLE_DEVICES": ""}, TWO, None, GpuInventory(0, None)),
+        ({"CUDA_VISIBLE_DEVICES": "-1"}, TWO, None, GpuInventory(0, None)),
+        ({"CUDA_VISIBLE_DEVICES": "0,-1,1"}, TWO, TWO_MEMORY, GpuInventory(1, 143771 / 1024)),  # CUDA stops there
+        ({"CUDA_VISIBLE_DEVICES": "GPU-a,GPU-b"}, None, None, GpuInventory(2, None)),
     ],
 )
-def test_count_visible(environ, listing, expected):
-    assert gpus.count_visible(environ, listing) == expected
+def test_inventory(environ, listing, memory, expected):
+    assert gpus.inventory(environ, listing, memory) == expected
+
+
+def weights(gib: float, heads: int | None = 32) -> ModelFootprint:
+    return ModelFootprint(int(gib * (1 << 30)), None, "bfloat16", heads, "test")
+
+
+H100 = 79.6  # GiB as nvidia-smi reports an 80 GB H100
+# (mode, GPUs, GiB each, weights GiB, heads, engine flags) -> (tp, pp, dp)
+PLANS = [
+    ("auto", 2, H100, 2.0, 32, [], (1, 1, 2)),  # the ~1B model: data parallel over both
+    ("auto", 4, H100, 15.0, 32, [], (1, 1, 4)),  # 8B bf16 fits one H100 with room
+    ("auto", 4, H100, 40.0, 32, [], (2, 1, 2)),  # 20B: must split in two, two replicas
+    ("auto", 8, H100, 131.0, 64, [], (4, 1, 2)),  # 70B bf16
+    ("auto", 8, H100, 240.0, 64, [], (8, 1, 1)),  # split over all 8
+    ("auto", 8, H100, 900.0, 64, [], (8, 1, 1)),  # does not fit at all: all GPUs, vLLM will say OOM
+    ("auto", 4, H100, 40.0, 3, [], (3, 1, 1)),  # tp must divide the heads: 2 does not, 3 does
+    ("auto", 3, 40.0, 2.0, 32, [], (1, 1, 3)),  # MIG slices count as GPUs
+    ("auto", 2, None, 2.0, 32, [], (2, 1, 1)),  # memory unknown: tensor parallel as before
+    ("auto", 1, H100, 2.0, 32, [], (1, 1, 1)),
+    ("auto", 0, None, 2.0, 32, [], (1, 1, 1)),  # CPU
+    ("tensor", 4, H100, 2.0, 32, [], (4, 1, 1)),
+    ("data", 4, H100, 40.0, 32, [], (1, 1, 4)),
+    ("auto", 8, H100, 2.0, 32, ["-tp", "2"], (2, 1, 1)),  # the user's flags win
+    ("auto", 8, H100, 2.0, 32, ["-pp", "2"], (4, 2, 1)),  # ... and tp fills the rest, as before
+    ("data", 8, H100, 2.0, 32, ["--pipeline-parallel-size=2", "-dp", "2"], (2, 2, 2)),
+    ("auto", 8, H100, 2.0, 32, ["--tensor_parallel_size=4"], (4, 1, 1)),
+    ("auto", 2, H100, 40.0, 32, ["--gpu-memory-utilization", "0.5"], (2, 1, 1)),  # a lower share: must split
+]
+
+
+@pytest.mark.parametrize(("mode", "count", "memory", "gib", "heads", "engine", "sizes"), PLANS)
+def test_planner(mode, count, memory, gib, heads, engine, sizes):
+    inputs = ParallelInputs(mode, GpuInventory(count, memory), weights(gib, heads), None)
+    planned = parallel.plan(inputs, vllm_flags.parse(engine, "engine_config.json"))
+    assert (planned.tensor, planned.pipeline, planned.data) == sizes, planned.reason
+    assert planned.tensor * planned.pipeline * planned.data <= max(count, 1)
+
+
+def test_the_reason_says_why_in_numbers():
+    inputs = ParallelInputs(
+        "auto",
+        GpuInventory(2, H100),
+        ModelFootprint(1_980_000_000, 990_000_000, "bfloat16", 32, "safetensors headers"),
+        None,
+    )
+    planned = parallel.plan(inputs, {})
+    assert planned.flags == ["--data-parallel-size", "2"]
+    assert planned.reason == (
+        "0.99B params, bfloat16 = 2.0 GB of weights (safetensors headers); 2 GPUs of 79.6 GiB, weights may take "
+        "35.8 GiB of each: fits one GPU → data parallel 2"
+    )
 
 
 @pytest.mark.parametrize(
-    ("engine", "visible", "expected_flags"),
-    [
-        ([], 0, []),
-        ([], 1, []),
-        ([], 2, ["--tensor-parallel-size", "2"]),
-        ([], 8, ["--tensor-parallel-size", "8"]),
-        (["-pp", "2"], 8, ["--tensor-parallel-size", "4"]),
-        (["--pipeline-parallel-size=2", "-dp", "2"], 8, ["--tensor-parallel-size", "2"]),
-        (["-tp", "1"], 8, []),  # the user's choice wins
-        (["--tensor-parallel-size", "2", "-pp", "2"], 4, []),
-        (["--tensor_parallel_size=4"], 8, []),
-    ],
-)
-def test_parallelism_defaults(engine, visible, expected_flags):
-    explicit = vllm_flags.parse(engine, "engine_config.json")
-    assert vllm_command.parallelism_flags(explicit, visible) == expected_flags
-
-
-def test_default_tensor_parallel_reaches_vllms_arguments(tmp_path):
-    settings = runtime_params.parse({"model": "m"})
-    args = vllm_command.build(plan.build(settings, [], tmp_path, visible_gpus=4)).argv
-    i = args.index("--tensor-parallel-size")
-    assert args[i + 1] == "4"
-
-
-@pytest.mark.parametrize(
-    ("engine", "visible"),
+    ("engine", "count"),
     [(["-tp", "4"], 2), (["-tp", "2", "-pp", "2"], 2), (["-pp", "4"], 2), (["-dp", "2", "-tp", "2"], 3)],
 )
-def test_more_gpus_than_visible_is_a_clear_error(engine, visible, tmp_path):
+def test_more_gpus_than_visible_is_a_clear_error(engine, count, tmp_path):
     settings = runtime_params.parse({"model": "m"})
-    with pytest.raises(ConfigError, match=f"GPUs but {visible} are visible .* lower -tp, -pp or -dp"):
-        vllm_command.build(plan.build(settings, engine, tmp_path, visible))
+    with pytest.raises(ConfigError, match=f"GPUs but {count} are visible .* lower -tp, -pp or -dp"):
+        vllm_command.build(plan.build(settings, engine, tmp_path, GpuInventory(count, H100)))
+
+
+def _safetensors(path, tensors):
+    header = json.dumps(
+        {name: {"dtype": dtype, "shape": shape, "data_offsets": [0, 0]} for name, (dtype, shape) in tensors.items()}
+    ).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+
+
+def test_footprint_counts_parameters_from_safetensors_headers_only(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"torch_dtype": "float32", "num_attention_heads": 4}))
+    _safetensors(tmp_path / "a.safetensors", {"w": ("F32", [1000, 1000]), "b": ("F32", [1000])})
+    _safetensors(tmp_path / "b.safetensors", {"e": ("F32", [10, 100])})
+    found = footprint.of_folder(tmp_path)
+    assert (found.parameters, found.dtype, found.weight_bytes, found.attention_heads) == (
+        1_002_000,
+        "bfloat16",
+        2_004_000,
+        4,
+    )
+    assert footprint.of_folder(tmp_path, "float32").weight_bytes == 4_008_000  # --dtype float32
+
+
+def test_footprint_of_the_tiny_model_and_the_plan_in_check(tiny_model, tmp_path):
+    found = footprint.of_folder(tiny_model)
+    assert found.parameters and found.source == "safetensors headers"
+    settings = runtime_params.parse({"model": str(tiny_model)})
+    launch = plan.build(settings, [], tmp_path, GpuInventory(2, H100))
+    command = vllm_command.build(launch)
+    assert "--data-parallel-size" in command.argv and "fits one GPU → data parallel 2" in command.parallelism
+
+
+def test_footprint_estimated_from_config_without_safetensors(tmp_path):
+    config = {"hidden_size": 4096, "num_hidden_layers": 32, "vocab_size": 128256, "num_attention_heads": 32,
+              "num_key_value_heads": 8, "intermediate_size": 14336, "torch_dtype": "bfloat16"}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    found = footprint.of_folder(tmp_path)
+    assert 7.9e9 < found.parameters < 8.1e9  # Llama-3-8B has 8.03B
+    assert found.source == "estimated from config.json"

@@ -8,10 +8,12 @@ import pytest
 from vllm_dropin import plan, process_env, runtime_params, vllm_command
 from vllm_dropin.contract import BatchSettings
 from vllm_dropin.errors import ConfigError
+from vllm_dropin.gpus import GpuInventory
 from vllm_dropin.launch import vllm_entry
 from vllm_dropin.settings import PARAMETERS
 
 TOKEN = "hf_TOPSECRET123"
+TWO_GPUS = GpuInventory(2, 80.0)
 CRED = {"credentialType": "api_token", "apiToken": TOKEN}
 
 
@@ -80,7 +82,7 @@ def test_a_pending_hook_is_assumed_to_fill_the_folder_until_it_ran(code_dir):
 
 def test_the_plan_travels_as_json_without_the_token(code_dir):
     p = plan.build(
-        values(model="org/gated", HuggingFaceToken=CRED, max_model_len=512), ["-tp", "2"], code_dir, visible_gpus=2
+        values(model="org/gated", HuggingFaceToken=CRED, max_model_len=512), ["-tp", "2"], code_dir, gpus=TWO_GPUS
     )
     text = p.to_json()
     assert TOKEN not in text
@@ -210,7 +212,7 @@ def test_caches_stay_out_of_the_users_home(code_dir, tmp_path):
 
 def test_the_vllm_process_builds_the_same_command_from_the_json_plan(code_dir):
     p, a = full(
-        values(model="org/gated", HuggingFaceToken=CRED, max_model_len=512), ["-tp", "2"], code_dir, visible_gpus=2
+        values(model="org/gated", HuggingFaceToken=CRED, max_model_len=512), ["-tp", "2"], code_dir, gpus=TWO_GPUS
     )
     argv, _ = vllm_entry.plan_lines(plan.LaunchPlan.from_json(p.to_json()), 8000)
     assert argv == a.bound_to(8000)

@@ -37,6 +37,12 @@ def run(tmp_path, params, engine=(), environ=None):
         ({"tokenizer": False}, {}, [], "has no tokenizer files (one of tokenizer.json, tokenizer.model"),
         ({}, {"max_model_len": 100000}, [], "'max_model_len' is 100000 but the model allows at most 2048"),
         ({"config": {"max_position_embeddings": 2048.0}}, {"max_model_len": 4096}, [], "allows at most 2048 "),
+        (
+            {"config": {"max_position_embeddings": 2048, "rope_parameters": {"rope_type": "default"}}},
+            {"max_model_len": 4096},
+            [],
+            "allows at most 2048 ",
+        ),
     ],
 )
 def test_problems_are_named(tmp_path, make, params, engine, expected):
@@ -51,7 +57,11 @@ def test_problems_are_named(tmp_path, make, params, engine, expected):
     [
         ({"max_position_embeddings": 2048}, {"max_model_len": 2048}, []),
         ({"max_position_embeddings": 2048}, {"max_model_len": 100000}, ["--max-model-len", "1024"]),  # flag wins
-        ({"max_position_embeddings": 2048, "rope_scaling": {"factor": 4}}, {"max_model_len": 8192}, []),  # unsure
+        (
+            {"max_position_embeddings": 2048, "rope_scaling": {"rope_type": "yarn", "factor": 4}},
+            {"max_model_len": 8192},
+            [],
+        ),
         ({"text_config": {"max_position_embeddings": 4096}}, {"max_model_len": 4096}, []),
     ],
 )

@@ -1,0 +1,120 @@
+"""How the model is spread over the visible GPUs: tensor parallel where it must, data parallel where it can.
+
+Pure: (mode, GPU inventory, model footprint, the user's flags) -> flags and the reason.
+
+Rule of `auto`: a model whose weights take at most half of vLLM's share of one GPU
+(`gpu_memory_utilization` x the GPU's memory) runs whole on each GPU, data parallel over all of
+them: no per-token communication, and each replica keeps the other half for its KV cache (on an
+80 GB H100 at 0.9: 36 GB, ~300k tokens of a Llama-3-8B-shaped cache). Otherwise the smallest
+tensor-parallel size that divides the attention heads and brings each GPU's share of the weights
+under that half, with data parallel over the GPUs left. The user's -tp/-pp/-dp always win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .footprint import ModelFootprint
+from .gpus import GpuInventory
+
+WEIGHT_SHARE = 0.5  # of vLLM's share of one GPU that the weights may take; the rest is KV cache
+DEFAULT_UTILIZATION = 0.9  # vLLM's --gpu-memory-utilization default
+MODES = ("auto", "tensor", "data")
+
+
+@dataclass(frozen=True)
+class ParallelInputs:
+    """What the supervisor knows for the planner; the vLLM process decides with the parsed flags."""
+
+    mode: str  # runtime parameter 'parallelism'
+    gpus: GpuInventory
+    model: ModelFootprint | None  # None: a hub model, or a folder that does not tell
+    utilization: float | None  # runtime parameter 'gpu_memory_utilization'
+
+
+@dataclass(frozen=True)
+class ParallelPlan:
+    tensor: int
+    pipeline: int
+    data: int
+    flags: list[str]  # what the environment adds to vLLM's argv (none for what the user set)
+    reason: str
+
+
+def _flags(tp: int, dp: int) -> list[str]:
+    return [
+        *(["--tensor-parallel-size", str(tp)] if tp > 1 else []),
+        *(["--data-parallel-size", str(dp)] if dp > 1 else []),
+    ]
+
+
+def _tensor_sizes(gpus: int, heads: int | None) -> list[int]:
+    """Tensor-parallel sizes vLLM accepts on these GPUs: divisors of the attention heads, at most `gpus`."""
+    return [tp for tp in range(1, gpus + 1) if heads is None or heads % tp == 0]
+
+
+def _user(explicit: Mapping[str, object], gpus: int) -> ParallelPlan:
+    tp_set = explicit.get("tensor_parallel_size")
+    pp = int(explicit.get("pipeline_parallel_size") or 1)
+    dp = int(explicit.get("data_parallel_size") or 1)
+    tp = int(tp_set) if tp_set is not None else max(1, gpus // (pp * dp))
+    needed = tp * pp * dp
+    if needed > gpus:
+        raise ConfigError(
+            f"engine_config.json: tensor parallel {tp} x pipeline parallel {pp} x data parallel {dp} needs "
+            f"{needed} GPUs but {gpus} are visible (CUDA_VISIBLE_DEVICES / nvidia-smi -L); lower -tp, -pp or -dp"
+        )
+    flags = ["--tensor-parallel-size", str(tp)] if tp_set is None and tp > 1 else []
+    return ParallelPlan(tp, pp, dp, flags, "engine_config.json sets the parallel sizes; the rest fills the GPUs")
+
+
+def plan(inputs: ParallelInputs, explicit: Mapping[str, object]) -> ParallelPlan:
+    """The parallel sizes for the mode (auto | tensor | data); ConfigError for impossible user sizes.
+
+    `explicit`: the engine flags as vLLM's parser read them (they win; a flag's utilization too)."""
+    mode, gpus, model = inputs.mode, inputs.gpus, inputs.model
+    utilization = explicit.get("gpu_memory_utilization") or inputs.utilization
+    if gpus.count <= 0:
+        return ParallelPlan(1, 1, 1, [], "no GPU visible: vLLM's own defaults")
+    if {"tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size"} & explicit.keys():
+        return _user(explicit, gpus.count)
+    heads = model.attention_heads if model else None
+    sizes = _tensor_sizes(gpus.count, heads)
+    if mode == "data":
+        return ParallelPlan(1, 1, gpus.count, _flags(1, gpus.count), f"parallelism=data: data parallel {gpus.count}")
+    if mode == "tensor" or model is None or gpus.memory_gib is None:
+        tp = max(sizes)
+        why = (
+            "parallelism=tensor"
+            if mode == "tensor"
+            else "model size or GPU memory unknown (a hub model is not read before launch)"
+        )
+        dp = gpus.count // tp
+        return ParallelPlan(
+            tp, 1, dp, _flags(tp, dp), f"{why}: tensor parallel {tp}" + (f" x data parallel {dp}" if dp > 1 else "")
+        )
+    budget = gpus.memory_gib * float(utilization or DEFAULT_UTILIZATION) * WEIGHT_SHARE
+    weights = model.weight_gib
+    about = f"{model.describe()}; {gpus.describe()}, weights may take {budget:.1f} GiB of each"
+    for tp in sizes:
+        if weights / tp <= budget:
+            dp = gpus.count // tp
+            if tp == 1:
+                return ParallelPlan(1, 1, dp, _flags(1, dp), f"{about}: fits one GPU → data parallel {dp}")
+            return ParallelPlan(
+                tp,
+                1,
+                dp,
+                _flags(tp, dp),
+                f"{about}: needs tensor parallel {tp} → tensor parallel {tp} x data parallel {dp}",
+            )
+    tp = max(sizes)
+    return ParallelPlan(
+        tp,
+        1,
+        1,
+        _flags(tp, 1),
+        f"{about}: does not fit even over {tp} GPUs → tensor parallel {tp} (may run out of memory)",
+    )
