@@ -5,7 +5,7 @@
 # builds the ~1B random-weight model with the project's offline tokenizer, and runs
 # `python -m bench`: our entrypoint exactly as the image starts it (start_server.sh, runtime
 # parameters as MLOPS_RUNTIME_PARAM_*, an engine_config.json), tensor parallel resolved from
-# the visible GPUs.
+# the visible GPUs. BENCH=bench.parallel runs the parallelism benchmark instead.
 #   bench/gpu/run.sh STASH SHA256_FILE INSTALL_SCRIPT EXTRA OUT [bench options ...]
 set -euo pipefail
 stash=$1 sum=$2 installer=$3 extra=$4 out=$5
@@ -24,4 +24,4 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 model=/tmp/model-1b
 [ -f "$model/config.json" ] || python3 -m demo.tiny_model "$model" --size 1b --device cuda
 cd "$repo"
-python3 -m bench --model "$model" --out "$out" "$@"
+python3 -m "${BENCH:-bench}" --model "$model" --out "$out" "$@"
