@@ -38,21 +38,26 @@ def streamed_ttft(url: str, count: int, concurrency: int, max_tokens: int) -> di
     endpoint = servers.Endpoint(f"{url}/v1")
     asked = prompts(count)
 
+    failures: list[str] = []
+
     async def one(client: openai.AsyncOpenAI, i: int) -> int:
         sent = time.perf_counter()
         chunks = 0
-        stream = await client.chat.completions.create(
-            model="datarobot-deployed-llm",
-            messages=[{"role": "user", "content": asked[i]}],
-            max_tokens=max_tokens,
-            temperature=0.0,
-            stream=True,
-        )
-        async for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                if chunks == 0:
-                    ttfts.append(time.perf_counter() - sent)
-                chunks += 1
+        try:
+            stream = await client.chat.completions.create(
+                model="datarobot-deployed-llm",
+                messages=[{"role": "user", "content": asked[i]}],
+                max_tokens=max_tokens,
+                temperature=0.0,
+                stream=True,
+            )
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    if chunks == 0:
+                        ttfts.append(time.perf_counter() - sent)
+                    chunks += 1
+        except openai.OpenAIError as exc:  # counted, not fatal: the figures say how many failed
+            failures.append(f"{type(exc).__name__}: {exc.__cause__!r}"[:200])
         return chunks
 
     started = time.perf_counter()
@@ -62,6 +67,8 @@ def streamed_ttft(url: str, count: int, concurrency: int, max_tokens: int) -> di
     return {
         "requests": count,
         "answered": sum(1 for a in answered if a),
+        "failed": len(failures),
+        "first_failures": sorted(set(failures))[:3],
         "requests_per_s": round(count / seconds, 1),
         "ttft_p50_s": round(cuts[49], 3),
         "ttft_p99_s": round(cuts[98], 3),
