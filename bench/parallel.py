@@ -80,7 +80,9 @@ def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int)
     work.mkdir(parents=True, exist_ok=True)
     engine = [*args.engine_args.split(), *config.get("engine_args", [])]
     folder = servers.model_folder(args.model, engine, work)
-    params = {"max_tokens": args.output_tokens, "temperature": 0.0, "max_concurrent_rows": args.concurrency}
+    params = {"max_tokens": args.output_tokens, "temperature": 0.0}
+    if args.concurrency:
+        params["max_concurrent_rows"] = args.concurrency
     params |= {k: v for k, v in config.items() if not k.isupper() and k != "engine_args"}
     env = {
         **runtime_param_env({**params, "cache_dir": str(args.out / "cache")}),
@@ -120,7 +122,7 @@ def main() -> None:
     p.add_argument("--engine-args", default="--max-model-len 2048")
     p.add_argument("--rows", type=int, default=2048)
     p.add_argument("--output-tokens", type=int, default=128)
-    p.add_argument("--concurrency", type=int, default=256, help="batch rows in flight")
+    p.add_argument("--concurrency", type=int, help="batch rows in flight (default: the environment's, 256 a replica)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--chat-requests", type=int, default=1024)
     p.add_argument("--chat-concurrency", type=int, default=256)

@@ -26,7 +26,8 @@ UPSTREAM_KEEPALIVE_S = 60
 class BatchSettings:
     """What `score()` needs to turn rows into chat completions.
 
-    Field names are those of the runtime parameters that feed "batch" (a test keeps them equal)."""
+    Field names are those of the runtime parameters that feed "batch" (a test keeps them equal);
+    values are resolved (max_concurrent_rows is never None here)."""
 
     prompt_column_name: str
     system_prompt: str | None

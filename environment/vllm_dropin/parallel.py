@@ -15,10 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from . import vllm_flags
 from .errors import ConfigError
 from .footprint import ModelFootprint
 from .gpus import GpuInventory
 
+SIZE_DESTS = ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size")
+SHORT_FLAGS = {"-tp": "tensor_parallel_size", "-pp": "pipeline_parallel_size", "-dp": "data_parallel_size"}
 WEIGHT_SHARE = 0.5  # of vLLM's share of one GPU that the weights may take; the rest is KV cache
 DEFAULT_UTILIZATION = 0.9  # vLLM's --gpu-memory-utilization default
 MODES = ("auto", "tensor", "data")
@@ -50,6 +53,30 @@ def _flags(tp: int, dp: int) -> list[str]:
     ]
 
 
+def sizes_in(args: list[str]) -> dict[str, object]:
+    """The parallel sizes (and API server count) engine flags set, read without vLLM's parser (the
+    supervisor plans with it; the vLLM process plans again from its parser's reading, which wins)."""
+    found: dict[str, object] = {}
+    for dest in (*SIZE_DESTS, "api_server_count"):
+        value = vllm_flags.long_flag(args, dest)
+        if value is not None:
+            found[dest] = value
+    for i, token in enumerate(args):
+        name, eq, value = token.partition("=")
+        if name in SHORT_FLAGS:
+            found[SHORT_FLAGS[name]] = value if eq else (args[i + 1] if i + 1 < len(args) else True)
+    return found
+
+
+def with_api_servers(planned: ParallelPlan, explicit: Mapping[str, object]) -> ParallelPlan:
+    """One vLLM API server per data-parallel replica unless the user sets a count: one HTTP front end
+    limits several engines (measured on 2 GPUs: 449 -> 500 rows/s at 256 rows in flight)."""
+    if planned.data <= 1 or "api_server_count" in explicit:
+        return planned
+    flags = [*planned.flags, "--api-server-count", str(planned.data)]
+    return ParallelPlan(planned.tensor, planned.pipeline, planned.data, flags, planned.reason)
+
+
 def _tensor_sizes(gpus: int, heads: int | None) -> list[int]:
     """Tensor-parallel sizes vLLM accepts on these GPUs: divisors of the attention heads, at most `gpus`."""
     return [tp for tp in range(1, gpus + 1) if heads is None or heads % tp == 0]
@@ -71,14 +98,19 @@ def _user(explicit: Mapping[str, object], gpus: int) -> ParallelPlan:
 
 
 def plan(inputs: ParallelInputs, explicit: Mapping[str, object]) -> ParallelPlan:
-    """The parallel sizes for the mode (auto | tensor | data); ConfigError for impossible user sizes.
+    """The parallel sizes for the mode (auto | tensor | data), with an API server per replica;
+    ConfigError for impossible user sizes.
 
     `explicit`: the engine flags as vLLM's parser read them (they win; a flag's utilization too)."""
+    return with_api_servers(_sizes(inputs, explicit), explicit)
+
+
+def _sizes(inputs: ParallelInputs, explicit: Mapping[str, object]) -> ParallelPlan:
     mode, gpus, model = inputs.mode, inputs.gpus, inputs.model
     utilization = explicit.get("gpu_memory_utilization") or inputs.utilization
     if gpus.count <= 0:
         return ParallelPlan(1, 1, 1, [], "no GPU visible: vLLM's own defaults")
-    if {"tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size"} & explicit.keys():
+    if set(SIZE_DESTS) & explicit.keys():
         return _user(explicit, gpus.count)
     heads = model.attention_heads if model else None
     sizes = _tensor_sizes(gpus.count, heads)

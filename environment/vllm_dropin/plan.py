@@ -13,8 +13,9 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import footprint, model_source, vllm_flags
+from . import footprint, model_source, parallel, vllm_flags
 from .contract import BatchSettings
+from .errors import ConfigError
 from .footprint import ModelFootprint
 from .gpus import GpuInventory
 from .model_source import ModelSource
@@ -23,6 +24,7 @@ from .settings import PARAMETERS, Settings
 
 DEFAULT_CACHE_DIR = Path(tempfile.gettempdir()) / "vllm-dropin-cache"
 NO_GPU = GpuInventory(0, None)
+ROWS_PER_REPLICA = 256  # rows of a batch in flight per vLLM replica: enough for its continuous batching
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,18 @@ def _parallel(settings: Settings, engine_args: list[str], model: ModelSource, gp
     return ParallelInputs(settings.parallelism, gpus, weights, settings.gpu_memory_utilization)
 
 
+def _batch(settings: Settings, inputs: ParallelInputs, engine_args: list[str]) -> BatchSettings:
+    """The batch parameters; rows in flight default to ROWS_PER_REPLICA for each data-parallel replica."""
+    values = {p.name: getattr(settings, p.name) for p in PARAMETERS if p.feeds == "batch"}
+    if values["max_concurrent_rows"] is None:
+        try:
+            replicas = parallel.plan(inputs, parallel.sizes_in(engine_args)).data
+        except ConfigError:
+            replicas = 1  # the vLLM process names impossible sizes with vLLM's own reading of the flags
+        values["max_concurrent_rows"] = ROWS_PER_REPLICA * replicas
+    return BatchSettings(**values)
+
+
 def build(
     settings: Settings,
     engine_args: list[str],
@@ -98,12 +112,13 @@ def build(
     `hook_pending`: load_model has yet to run; `settle_model` decides the model once it has."""
     engine_model, _ = vllm_flags.split_model(engine_args)
     model = model_source.resolve(engine_model, code_dir, settings.model, hook_pending)
+    inputs = _parallel(settings, engine_args, model, gpus)
     return LaunchPlan(
         model=model,
         engine_args=list(engine_args),
         param_flags=_param_flags(settings),
-        parallel=_parallel(settings, engine_args, model, gpus),
-        batch=BatchSettings(**{p.name: getattr(settings, p.name) for p in PARAMETERS if p.feeds == "batch"}),
+        parallel=inputs,
+        batch=_batch(settings, inputs, engine_args),
         cache_dir=Path(settings.cache_dir) if settings.cache_dir else DEFAULT_CACHE_DIR,
         startup_timeout=settings.startup_timeout_seconds,
         verify_ssl=settings.verifySSL,
@@ -120,5 +135,5 @@ def settle_model(plan: LaunchPlan, settings: Settings, code_dir: Path) -> Launch
     """The plan once load_model has run: the model source no longer assumes the hook fills its folder."""
     engine_model, _ = vllm_flags.split_model(plan.engine_args)
     model = model_source.resolve(engine_model, code_dir, settings.model)
-    parallel = _parallel(settings, plan.engine_args, model, plan.parallel.gpus)
-    return dataclasses.replace(plan, model=model, parallel=parallel)
+    inputs = _parallel(settings, plan.engine_args, model, plan.parallel.gpus)
+    return dataclasses.replace(plan, model=model, parallel=inputs, batch=_batch(settings, inputs, plan.engine_args))

@@ -130,12 +130,11 @@ class Settings:
         help="How long vLLM may take to become healthy (download, load, compile) before startup "
         "fails with the tail of its log.",
     )
-    max_concurrent_rows: int = declare(
-        256,
+    max_concurrent_rows: int | None = declare(
         feeds="batch",
         minimum=1,
         help="How many rows of one batch prediction are in flight to vLLM at once; vLLM's "
-        "continuous batching needs many.",
+        "continuous batching needs many. Unset: 256 per vLLM replica (data parallel x 256).",
     )
     row_errors: str = declare(
         "fail",

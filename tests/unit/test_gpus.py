@@ -88,7 +88,7 @@ def test_the_reason_says_why_in_numbers():
         None,
     )
     planned = parallel.plan(inputs, {})
-    assert planned.flags == ["--data-parallel-size", "2"]
+    assert planned.flags == ["--data-parallel-size", "2", "--api-server-count", "2"]
     assert planned.reason == (
         "0.99B params, bfloat16 = 2.0 GB of weights (safetensors headers); 2 GPUs of 79.6 GiB, weights may take "
         "35.8 GiB of each: fits one GPU → data parallel 2"
@@ -142,3 +142,36 @@ def test_footprint_estimated_from_config_without_safetensors(tmp_path):
     found = footprint.of_folder(tmp_path)
     assert 7.9e9 < found.parameters < 8.1e9  # Llama-3-8B has 8.03B
     assert found.source == "estimated from config.json"
+
+
+@pytest.mark.parametrize(
+    ("args", "sizes"),
+    [
+        (["-tp", "2", "--dtype", "half"], {"tensor_parallel_size": "2"}),
+        (["--data_parallel_size=4", "-pp=2"], {"data_parallel_size": "4", "pipeline_parallel_size": "2"}),
+        (["--api-server-count", "3"], {"api_server_count": "3"}),
+        (["--max-model-len", "2"], {}),
+    ],
+)
+def test_the_supervisor_reads_the_users_sizes_without_vllms_parser(args, sizes):
+    assert parallel.sizes_in(args) == sizes
+    parsed = vllm_flags.parse(args, "engine_config.json")
+    assert {k: str(v) for k, v in parsed.items() if k in sizes} == sizes  # vLLM's parser reads the same
+
+
+@pytest.mark.parametrize(
+    ("count", "engine", "params", "rows", "api"),
+    [
+        (2, [], {}, 512, ["--api-server-count", "2"]),  # two replicas: 256 rows each, an API server each
+        (1, [], {}, 256, []),
+        (2, ["--api-server-count", "1"], {}, 512, []),  # the user's count wins
+        (2, [], {"max_concurrent_rows": 100}, 100, ["--api-server-count", "2"]),  # the user's rows win
+        (4, ["-tp", "2"], {}, 256, []),  # the user's tp leaves one replica
+    ],
+)
+def test_rows_in_flight_and_api_servers_follow_the_replicas(tiny_model, tmp_path, count, engine, params, rows, api):
+    settings = runtime_params.parse({"model": str(tiny_model), **params})
+    launch = plan.build(settings, engine, tmp_path, GpuInventory(count, H100))
+    assert launch.batch.max_concurrent_rows == rows
+    argv = vllm_command.build(launch).argv
+    assert (argv[argv.index("--api-server-count") : argv.index("--api-server-count") + 2] if api else []) == api
