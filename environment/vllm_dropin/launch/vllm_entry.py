@@ -52,7 +52,6 @@ def main() -> None:
     if args.check:
         print("\n".join(PLAN_LINE + line for line in lines), flush=True)
         sys.exit(ExitCode.OK)
-    log.disabled = False  # importing vLLM's parser may configure logging with existing loggers disabled
     for line in lines:
         log.info(line)
     from vllm.entrypoints.cli.main import main as vllm_main
