@@ -31,6 +31,10 @@ class BatchSettings:
 
     prompt_column_name: str
     system_prompt: str | None
+    prompt_template: str | None
+    response_schema: str | None  # JSON text, read from the model folder when a file was named
+    response_choices: list[str] | None
+    row_details: bool
     max_tokens: int
     n: int
     temperature: float | None

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import footprint, model_source, parallel, vllm_flags
+from . import batch_config, footprint, model_source, parallel, vllm_flags
 from .contract import BatchSettings
 from .errors import ConfigError
 from .footprint import ModelFootprint
@@ -88,9 +88,11 @@ def _parallel(settings: Settings, engine_args: list[str], model: ModelSource, gp
     return ParallelInputs(settings.parallelism, gpus, weights, settings.gpu_memory_utilization)
 
 
-def _batch(settings: Settings, inputs: ParallelInputs, engine_args: list[str]) -> BatchSettings:
-    """The batch parameters; rows in flight default to ROWS_PER_REPLICA for each data-parallel replica."""
+def _batch(settings: Settings, inputs: ParallelInputs, engine_args: list[str], code_dir: Path) -> BatchSettings:
+    """The batch parameters, checked and resolved (batch_config); rows in flight default to
+    ROWS_PER_REPLICA for each data-parallel replica."""
     values = {p.name: getattr(settings, p.name) for p in PARAMETERS if p.feeds == "batch"}
+    values |= batch_config.resolve(settings, code_dir)
     if values["max_concurrent_rows"] is None:
         try:
             replicas = parallel.plan(inputs, parallel.sizes_in(engine_args)).data
@@ -118,7 +120,7 @@ def build(
         engine_args=list(engine_args),
         param_flags=_param_flags(settings),
         parallel=inputs,
-        batch=_batch(settings, inputs, engine_args),
+        batch=_batch(settings, inputs, engine_args, code_dir),
         cache_dir=Path(settings.cache_dir) if settings.cache_dir else DEFAULT_CACHE_DIR,
         startup_timeout=settings.startup_timeout_seconds,
         verify_ssl=settings.verifySSL,
@@ -136,4 +138,6 @@ def settle_model(plan: LaunchPlan, settings: Settings, code_dir: Path) -> Launch
     engine_model, _ = vllm_flags.split_model(plan.engine_args)
     model = model_source.resolve(engine_model, code_dir, settings.model)
     inputs = _parallel(settings, plan.engine_args, model, plan.parallel.gpus)
-    return dataclasses.replace(plan, model=model, parallel=inputs, batch=_batch(settings, inputs, plan.engine_args))
+    return dataclasses.replace(
+        plan, model=model, parallel=inputs, batch=_batch(settings, inputs, plan.engine_args, code_dir)
+    )

@@ -99,6 +99,27 @@ class Settings:
         feeds="batch",
         help="Column of the batch CSV that holds the prompts.",
     )
+    prompt_template: str | None = declare(
+        feeds="batch",
+        help="Prompt of each batch row made from its columns: text with {column name} placeholders "
+        "({{ and }} for literal braces), e.g. 'Classify this review: {review text}'. Unset: the "
+        "prompt column as it is.",
+    )
+    response_schema: str | None = declare(
+        feeds="batch",
+        help="JSON Schema every batch answer must match (vLLM's structured outputs): inline JSON, or "
+        "the name of a .json file in the model folder. The target column then holds JSON.",
+    )
+    response_choices: str | None = declare(
+        feeds="batch",
+        help='Labels every batch answer must be exactly one of, as a JSON list: ["positive", "negative"].',
+    )
+    row_details: bool = declare(
+        False,
+        feeds="batch",
+        help="Add per-row columns prompt_tokens, completion_tokens and finish_reason (finish_reason_2 "
+        "... for n > 1): 'length' means the answer was cut by max_tokens.",
+    )
     max_tokens: int = declare(
         256,
         feeds="batch",

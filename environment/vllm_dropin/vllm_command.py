@@ -75,7 +75,8 @@ def build(plan: LaunchPlan) -> VllmCommand:
 
 def check_batch_sampling(batch: BatchSettings) -> None:
     """The batch defaults through vLLM's own SamplingParams rules, so settings that would fail every
-    row (n=2 with temperature=0: greedy has one answer) stop startup instead, naming them."""
+    row (n=2 with temperature=0: greedy has one answer) stop startup instead, naming them; with a
+    response schema or labels, also that this vLLM has a structured-output backend for them."""
     from vllm import SamplingParams
 
     given = {"n": batch.n, "temperature": batch.temperature, "max_tokens": batch.max_tokens}
@@ -84,10 +85,44 @@ def check_batch_sampling(batch: BatchSettings) -> None:
         SamplingParams(**given)
     except Exception as exc:  # ValueError in older vLLMs, VLLMValidationError (no ValueError) in newer ones
         named = ", ".join(f"'{name}' = {value}" for name, value in given.items())
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(
             f"runtime parameters {named} (batch predictions) conflict: vLLM rejects them with "
-            f'"{reason}"; change one of them'
+            f'"{_first_line(exc)}"; change one of them'
+        ) from None
+    if batch.response_schema is not None or batch.response_choices is not None:
+        _check_structured_outputs(batch)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _check_structured_outputs(batch: BatchSettings) -> None:
+    import importlib.util
+    import json
+
+    from vllm.sampling_params import SamplingParams, StructuredOutputsParams
+
+    name = "response_schema" if batch.response_schema is not None else "response_choices"
+    backends = [b for b in ("xgrammar", "llguidance") if importlib.util.find_spec(b) is not None]
+    if not backends:
+        raise ConfigError(
+            f"runtime parameter '{name}': this vLLM has no structured-output backend (xgrammar, llguidance)"
+        )
+    wanted = (
+        {"json": json.loads(batch.response_schema), "disable_any_whitespace": True}
+        if batch.response_schema is not None
+        else {"choice": batch.response_choices}
+    )
+    try:
+        params = SamplingParams(max_tokens=batch.max_tokens, structured_outputs=StructuredOutputsParams(**wanted))
+        if backends == ["xgrammar"]:  # vLLM's "auto" falls back to guidance where xgrammar cannot
+            from vllm.v1.structured_output.backend_xgrammar import validate_xgrammar_grammar
+
+            validate_xgrammar_grammar(params)
+    except Exception as exc:
+        raise ConfigError(
+            f"runtime parameter '{name}': vLLM's structured outputs cannot use it: {_first_line(exc)}"
         ) from None
 
 

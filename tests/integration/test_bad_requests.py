@@ -22,7 +22,7 @@ def assert_still_serving(env) -> None:
     ("body", "headers", "expected"),
     [
         (b"", CSV, "Samples should be provided as"),  # DRUM answers an empty body itself
-        (b"promptText\n", CSV, "the CSV has a header but no rows"),
+        (b"promptText\n", CSV, "the request has columns but no rows"),
         (b'{"promptText": ["hi"]}', JSON, 'JSON object body has no "data" list of records'),
         (b'[{"question": "hi"}]', JSON, "prompt column 'promptText' is missing; columns present: question"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", CSV, "request body is not UTF-8 text"),

@@ -15,6 +15,10 @@ def settings(**kw):
     base = dict(
         prompt_column_name="promptText",
         system_prompt=None,
+        prompt_template=None,
+        response_schema=None,
+        response_choices=None,
+        row_details=False,
         max_tokens=8,
         n=1,
         temperature=None,
@@ -57,7 +61,7 @@ def test_request_for(system, temperature, expected_messages, has_temperature):
 
 def test_missing_column_names_it_and_the_columns_present():
     with pytest.raises(CustomHTTPError) as err:
-        batch.prompts_of(pd.DataFrame({"question": ["a"], "id": [1]}), "promptText")
+        batch.prompts_of(pd.DataFrame({"question": ["a"], "id": [1]}), settings())
     assert err.value.status_code == 422
     assert "prompt column 'promptText' is missing; columns present: question, id" in str(err.value)
 
@@ -137,3 +141,62 @@ def test_many_failures_are_counted_not_all_listed():
 
 def test_empty_input_gives_empty_output():
     assert len(batch.to_frame([], "resultText", settings())) == 0
+
+
+def test_a_template_fills_each_row_from_its_columns_when_the_row_is_sent():
+    data = pd.DataFrame(
+        {"review text": ["great", "", "meh"], "stars": [5.0, 4.0, math.nan], "x": ["a", "b", "c"]}, dtype=object
+    )
+    prompts = batch.prompts_of(data, settings(prompt_template="Review ({stars}*): {review text} {{raw}}"))
+    assert prompts[0] == "Review (5*): great {raw}"
+    assert batch.prompt_problem(prompts[1]) == "column 'review text' is empty"
+    assert batch.prompt_problem(prompts[2]) == "column 'stars' is empty (missing value)"
+    results = batch.run_rows(prompts, lambda p: batch.RowResult(choices=[p]), concurrency=2)
+    assert [r.error for r in results] == [
+        None,
+        "column 'review text' is empty",
+        "column 'stars' is empty (missing value)",
+    ]
+
+
+def test_a_template_naming_missing_columns_is_a_422_naming_them_and_the_columns_present():
+    with pytest.raises(CustomHTTPError) as err:
+        batch.prompts_of(pd.DataFrame({"title": ["a"]}), settings(prompt_template="{title}: {body} {more}"))
+    assert err.value.status_code == 422
+    assert str(err.value) == (
+        "runtime parameter 'prompt_template' names column(s) 'body', 'more' that the request lacks; "
+        "columns present: title"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kw", "structured"),
+    [
+        ({"response_schema": '{"type": "object"}'}, {"json": {"type": "object"}, "disable_any_whitespace": True}),
+        ({"response_choices": ["yes", "no"]}, {"choice": ["yes", "no"]}),
+        ({}, None),
+    ],
+)
+def test_structured_outputs_reach_vllm_on_every_row(kw, structured):
+    assert batch.request_for("p", settings(**kw), "served").get("structured_outputs") == structured
+
+
+def test_row_details_show_tokens_and_why_each_choice_stopped():
+    results = [
+        batch.RowResult(["a", "b"], None, 7, 12, ["stop", "length"]),
+        batch.RowResult(error="prompt is empty"),
+    ]
+    frame = batch.to_frame(results, "resultText", settings(n=2, row_details=True, row_errors="column"))
+    assert list(frame.columns) == [
+        "resultText", "choice_2", "error", "prompt_tokens", "completion_tokens", "finish_reason", "finish_reason_2"
+    ]  # fmt: skip
+    assert frame.iloc[0].tolist() == ["a", "b", None, 7, 12, "stop", "length"]
+    assert frame.iloc[1].tolist()[3:] == [None, None, None, None]
+
+
+def test_progress_is_logged_with_counts_and_rates_only(caplog):
+    progress = batch.Progress(total=10, every_s=0.0)
+    with caplog.at_level("INFO", logger="vllm_dropin.batch"):
+        batch.run_rows([f"secret {i}" for i in range(10)], lambda p: batch.RowResult(choices=["x"]), 2, progress)
+    assert caplog.messages and caplog.messages[-1].startswith("batch: 10 of 10 rows done, ")
+    assert "secret" not in caplog.text

@@ -1,17 +1,25 @@
-"""Batch predictions: every row of the prompt column becomes one chat completion.
+"""Batch predictions: every row becomes one chat completion.
 
-Rows go to vLLM concurrently (bounded by `max_concurrent_rows`) so its continuous batching
-is used; results are written back by row position, so the output has exactly one row per
-input row, in input order.
+A row's prompt is its prompt column, or `prompt_template` filled from its columns (rendered
+when the row is sent, so memory stays O(concurrency)). Answers can be constrained to a JSON
+Schema or a list of labels (vLLM's structured outputs), and `row_details` adds the tokens used
+and why each answer stopped. Rows go to vLLM concurrently (bounded by `max_concurrent_rows`) so
+its continuous batching is used; results are written back by row position, so the output has
+exactly one row per input row, in input order. A batch that runs longer than a few seconds logs
+its progress (counts and rates only, never data).
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
@@ -20,16 +28,46 @@ from datarobot_drum.drum.exceptions import CustomHTTPError
 from openai.types.chat import ChatCompletion
 
 from ..contract import BatchSettings
+from . import prompt_template
 from .client import Upstream, unreachable
 
 ERROR_COLUMN = "error"
+DETAIL_COLUMNS = ("prompt_tokens", "completion_tokens")
 MAX_LISTED_ERRORS = 5
+PROGRESS_EVERY_S = 5.0
+log = logging.getLogger("vllm_dropin.batch")
 
 
 @dataclass
 class RowResult:
     choices: list[str] | None = None
     error: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reasons: list[str | None] = field(default_factory=list)
+
+
+class Problem(str):
+    """Why a row cannot be sent, in place of its prompt."""
+
+
+class TemplatePrompts(Sequence[str]):
+    """The rows' prompts from a template, each rendered when asked for (a Problem for an empty cell)."""
+
+    def __init__(self, data: pd.DataFrame, template: prompt_template.Template) -> None:
+        self._columns = {name: data[name] for name in template.columns}
+        self._template = template
+        self._rows = len(data)
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def __getitem__(self, i):  # type: ignore[override]
+        row = {name: column.iat[i] for name, column in self._columns.items()}
+        for name, value in row.items():
+            if prompt_template.empty(value):
+                return Problem(f"column '{name}' is empty" + (" (missing value)" if not isinstance(value, str) else ""))
+        return self._template.render(row)
 
 
 def choice_columns(target: str, n: int) -> list[str]:
@@ -39,6 +77,8 @@ def choice_columns(target: str, n: int) -> list[str]:
 
 def prompt_problem(value: Any) -> str | None:
     """Why a cell cannot be sent as a prompt, or None when it can."""
+    if isinstance(value, Problem):
+        return str(value)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "prompt is empty (missing value)"
     if not isinstance(value, str):
@@ -62,7 +102,18 @@ def request_for(prompt: str, settings: BatchSettings, model: str) -> dict[str, A
     }
     if settings.temperature is not None:
         body["temperature"] = settings.temperature
+    if settings.response_schema is not None:
+        # Free whitespace lets a model ramble between tokens until max_tokens; without it a
+        # constrained answer ends as soon as the JSON is complete.
+        body["structured_outputs"] = {"json": _schema(settings.response_schema), "disable_any_whitespace": True}
+    elif settings.response_choices is not None:
+        body["structured_outputs"] = {"choice": settings.response_choices}
     return body
+
+
+@functools.lru_cache(maxsize=4)
+def _schema(text: str) -> dict[str, Any]:
+    return json.loads(text)
 
 
 def column_names(columns: Sequence[Any], shown: int = 20, longest: int = 40) -> list[str]:
@@ -72,17 +123,33 @@ def column_names(columns: Sequence[Any], shown: int = 20, longest: int = 40) -> 
     return names + ([f"and {len(columns) - shown} more"] if len(columns) > shown else [])
 
 
-def prompts_of(data: pd.DataFrame, column: str) -> list[Any]:
-    if column not in data.columns:
-        present = ", ".join(column_names(data.columns)) or "(none)"
+def _present(data: pd.DataFrame) -> str:
+    return ", ".join(column_names(data.columns)) or "(none)"
+
+
+def prompts_of(data: pd.DataFrame, settings: BatchSettings) -> Sequence[Any]:
+    """Each row's prompt (or Problem), from the template or the prompt column; 422 for a missing column."""
+    if settings.prompt_template is not None:
+        template = prompt_template.parse(settings.prompt_template)
+        missing = [name for name in template.columns if name not in data.columns]
+        if missing:
+            named = ", ".join(f"'{name}'" for name in column_names(missing))
+            raise CustomHTTPError(
+                f"runtime parameter 'prompt_template' names column(s) {named} that the request lacks; "
+                f"columns present: {_present(data)}",
+                status_code=422,
+            )
+    elif settings.prompt_column_name not in data.columns:
         raise CustomHTTPError(
-            f"prompt column '{column}' is missing; columns present: {present} "
-            "(set runtime parameter 'prompt_column_name' to choose another)",
+            f"prompt column '{settings.prompt_column_name}' is missing; columns present: {_present(data)} "
+            "(set runtime parameter 'prompt_column_name' or 'prompt_template' to use others)",
             status_code=422,
         )
     if data.empty:
-        raise CustomHTTPError(f"the CSV has a header but no rows: nothing to predict in '{column}'", status_code=422)
-    return data[column].tolist()
+        raise CustomHTTPError("the request has columns but no rows: nothing to predict", status_code=422)
+    if settings.prompt_template is not None:
+        return TemplatePrompts(data, template)
+    return data[settings.prompt_column_name].tolist()
 
 
 def _complete(upstream: Upstream, prompt: str) -> RowResult:
@@ -98,7 +165,13 @@ def _complete(upstream: Upstream, prompt: str) -> RowResult:
             raise
         return RowResult(error=f"rejected by vLLM: {_upstream_message(exc)}")
     ordered = sorted(completion.choices, key=lambda c: c.index)
-    return RowResult(choices=[c.message.content or "" for c in ordered])
+    usage = completion.usage
+    return RowResult(
+        choices=[c.message.content or "" for c in ordered],
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
+        finish_reasons=[c.finish_reason for c in ordered],
+    )
 
 
 def _upstream_message(exc: openai.APIStatusError) -> str:
@@ -108,21 +181,38 @@ def _upstream_message(exc: openai.APIStatusError) -> str:
     return str(body.get("message") or exc.message).replace("\n", " ")
 
 
-def run_rows(prompts: Sequence[Any], complete: Callable[[str], RowResult], concurrency: int) -> list[RowResult]:
+class Progress:
+    """Logs rows done, rows/s and the time left every few seconds of a long batch."""
+
+    def __init__(self, total: int, every_s: float = PROGRESS_EVERY_S) -> None:
+        self._total, self._every = total, every_s
+        self._done = 0
+        self._started = self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def row_done(self) -> None:
+        with self._lock:
+            self._done += 1
+            now = time.monotonic()
+            if now - self._last < self._every:
+                return
+            self._last = now
+            rate = self._done / (now - self._started)
+            left = (self._total - self._done) / rate if rate else float("inf")
+            log.info("batch: %d of %d rows done, %.0f rows/s, about %.0f s left", self._done, self._total, rate, left)
+
+
+def run_rows(
+    prompts: Sequence[Any], complete: Callable[[str], RowResult], concurrency: int, progress: Progress | None = None
+) -> list[RowResult]:
     """One RowResult per prompt, in order; bad prompts are not sent.
 
-    `concurrency` workers each take the next row until none is left: memory stays O(concurrency)
-    whatever the CSV's length (a future per row cost ~2 KB each: 200 MB for 100k rows).
+    `concurrency` workers each take the next row until none is left, and read its prompt only
+    then: memory stays O(concurrency) whatever the CSV's length (a future per row cost ~2 KB
+    each: 200 MB for 100k rows).
     """
-    results: list[RowResult] = [RowResult() for _ in prompts]
-    todo = []
-    for i, prompt in enumerate(prompts):
-        problem = prompt_problem(prompt)
-        if problem:
-            results[i] = RowResult(error=problem)
-        else:
-            todo.append(i)
-    rows = iter(todo)
+    results: list[RowResult] = [RowResult() for _ in range(len(prompts))]
+    rows = iter(range(len(prompts)))
     lock = threading.Lock()
     failed = threading.Event()  # one worker's error ends the batch: the others stop taking rows
 
@@ -132,15 +222,20 @@ def run_rows(prompts: Sequence[Any], complete: Callable[[str], RowResult], concu
                 i = next(rows, None)
             if i is None:
                 return
+            prompt = prompts[i]
+            problem = prompt_problem(prompt)
             try:
-                results[i] = complete(prompts[i])
+                results[i] = RowResult(error=problem) if problem else complete(prompt)
             except BaseException:
                 failed.set()
                 raise
+            if progress is not None:
+                progress.row_done()
 
-    if todo:
-        with ThreadPoolExecutor(max_workers=min(concurrency, len(todo))) as pool:
-            for done in [pool.submit(worker) for _ in range(min(concurrency, len(todo)))]:
+    workers = min(concurrency, len(prompts))
+    if workers:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for done in [pool.submit(worker) for _ in range(workers)]:
                 done.result()  # re-raises a worker's exception (vLLM unreachable, 5xx)
     return results
 
@@ -162,13 +257,24 @@ def to_frame(results: list[RowResult], target: str, settings: BatchSettings) -> 
     frame = pd.DataFrame(cells, columns=choice_columns(target, n), dtype=object)
     if settings.row_errors == "column":
         frame[ERROR_COLUMN] = pd.Series([r.error for r in results], dtype=object)
+    if settings.row_details:
+        for name in DETAIL_COLUMNS:
+            frame[name] = pd.Series([getattr(r, name) for r in results], dtype=object)
+        for k, name in enumerate(finish_columns(n)):
+            frame[name] = pd.Series([(r.finish_reasons[k : k + 1] or [None])[0] for r in results], dtype=object)
     return frame
 
 
+def finish_columns(n: int) -> list[str]:
+    """finish_reason for choice 1, then finish_reason_2 ... finish_reason_n."""
+    return ["finish_reason"] + [f"finish_reason_{i}" for i in range(2, n + 1)]
+
+
 def score(data: pd.DataFrame, upstream: Upstream) -> pd.DataFrame:
-    prompts = prompts_of(data, upstream.batch.prompt_column_name)
+    prompts = prompts_of(data, upstream.batch)
     try:
-        results = run_rows(prompts, lambda p: _complete(upstream, p), upstream.batch.max_concurrent_rows)
+        complete = functools.partial(_complete, upstream)
+        results = run_rows(prompts, complete, upstream.batch.max_concurrent_rows, Progress(len(prompts)))
     except openai.APIConnectionError as exc:
         raise CustomHTTPError(unreachable(exc), status_code=503) from None
     except openai.APIStatusError as exc:
