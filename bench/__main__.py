@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--standin-sizes", type=ints, default=[1000, 10000], help="rows for the stand-in ceiling")
     p.add_argument("--memory-rows", type=ints, default=[1000, 100000], help="small,large CSV for adapter peak RSS")
+    p.add_argument(
+        "--tabular", action="store_true", help="stand-in runs with a prompt template, labels and row details on"
+    )
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     p.add_argument("--out", type=Path, default=REPO / ".build" / "bench", help="results folder (default: .build/bench)")
     args = p.parse_args(argv)
@@ -264,7 +267,20 @@ class Bench:
 
     def standin_run(self, upstream: servers.Endpoint, size: int, keep: bool) -> dict:
         """A fresh adapter per run, so its peak RSS belongs to this run alone."""
-        batch = BatchSettings("promptText", None, self.args.output_tokens, 1, 0.0, self.args.concurrency, "fail")
+        batch = BatchSettings(
+            prompt_column_name="promptText",
+            system_prompt=None,
+            # --tabular: every batch feature on (the stand-in echoes the rendered prompt, ignores the labels)
+            prompt_template="{promptText}" if self.args.tabular else None,
+            response_schema=None,
+            response_choices=["a", "b"] if self.args.tabular else None,
+            row_details=self.args.tabular,
+            max_tokens=self.args.output_tokens,
+            n=1,
+            temperature=0.0,
+            max_concurrent_rows=self.args.concurrency,
+            row_errors="fail",
+        )
         service, url = servers.adapter_only(upstream, batch, self.work)
         try:
             service.wait_http(f"{url}/v1/models", 120)

@@ -107,8 +107,8 @@ def standin(work: Path) -> tuple[Service, Endpoint]:
     return Service(argv, os.environ, work / "standin.log", name="stand-in"), Endpoint(f"http://127.0.0.1:{port}/v1")
 
 
-def adapter_only(upstream: Endpoint, batch: BatchSettings, work: Path) -> tuple[Service, str]:
-    """Our DRUM adapter, started as the entrypoint starts it, in front of any upstream."""
+def adapter_only(upstream: Endpoint, batch: BatchSettings, work: Path, model: str = "standin") -> tuple[Service, str]:
+    """Our DRUM adapter, started as the entrypoint starts it, in front of any upstream serving `model`."""
     port = free_port()
     plan = LaunchPlan(
         model=ModelSource("standin", False, "benchmark", "standin"),
@@ -120,7 +120,7 @@ def adapter_only(upstream: Endpoint, batch: BatchSettings, work: Path) -> tuple[
         startup_timeout=60,
         verify_ssl=True,
     )
-    endpoint = VllmEndpoint(upstream.base_url, upstream.api_key, "standin")
+    endpoint = VllmEndpoint(upstream.base_url, upstream.api_key, model)
     env = drum_server.drum_env(plan, endpoint, os.environ)
     argv = drum_server.drum_command(f"127.0.0.1:{port}")
     return Service(argv, env, work / "adapter-only.log", name="adapter"), f"http://127.0.0.1:{port}"

@@ -22,7 +22,7 @@ DEFAULT_SERVED_ALIAS = "datarobot-deployed-llm"
 UPSTREAM_KEEPALIVE_S = 60
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BatchSettings:
     """What `score()` needs to turn rows into chat completions.
 

@@ -6,6 +6,7 @@ parallel defaults to the visible GPUs; the platform's served-name alias is alway
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -15,6 +16,11 @@ from .contract import DEFAULT_SERVED_ALIAS, BatchSettings
 from .errors import ConfigError
 from .plan import LaunchPlan
 from .process_env import is_secret_name
+
+# With a response schema, JSON without free whitespace: a model may otherwise emit whitespace
+# between tokens until max_tokens (the random demo model always does). vLLM takes this per engine
+# only, and only with a named backend; engine_config.json's --structured-outputs-config wins.
+STRUCTURED_OUTPUTS_FOR_SCHEMA = {"backend": "xgrammar", "disable_any_whitespace": True}
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ def build(plan: LaunchPlan) -> VllmCommand:
             flags += [flag, *value]
     parallel_plan = parallel.plan(plan.parallel, explicit)
     flags += parallel_plan.flags
+    if plan.batch.response_schema is not None and "structured_outputs_config" not in explicit:
+        flags += ["--structured-outputs-config", json.dumps(STRUCTURED_OUTPUTS_FOR_SCHEMA)]
     names = list(explicit.get("served_model_name") or [plan.model.name])
     if DEFAULT_SERVED_ALIAS not in names:
         names.append(DEFAULT_SERVED_ALIAS)
@@ -99,7 +107,6 @@ def _first_line(exc: Exception) -> str:
 
 def _check_structured_outputs(batch: BatchSettings) -> None:
     import importlib.util
-    import json
 
     from vllm.sampling_params import SamplingParams, StructuredOutputsParams
 
@@ -109,14 +116,13 @@ def _check_structured_outputs(batch: BatchSettings) -> None:
         raise ConfigError(
             f"runtime parameter '{name}': this vLLM has no structured-output backend (xgrammar, llguidance)"
         )
-    wanted = (
-        {"json": json.loads(batch.response_schema), "disable_any_whitespace": True}
-        if batch.response_schema is not None
-        else {"choice": batch.response_choices}
-    )
+    schema = batch.response_schema
+    wanted = {"json": json.loads(schema)} if schema is not None else {"choice": batch.response_choices}
     try:
         params = SamplingParams(max_tokens=batch.max_tokens, structured_outputs=StructuredOutputsParams(**wanted))
-        if backends == ["xgrammar"]:  # vLLM's "auto" falls back to guidance where xgrammar cannot
+        # A schema runs on xgrammar (STRUCTURED_OUTPUTS_FOR_SCHEMA); labels on vLLM's "auto", which
+        # falls back to guidance where xgrammar cannot.
+        if schema is not None or backends == ["xgrammar"]:
             from vllm.v1.structured_output.backend_xgrammar import validate_xgrammar_grammar
 
             validate_xgrammar_grammar(params)

@@ -56,7 +56,19 @@ async def chat_all(url: str) -> list[str | Exception]:
 
 def test_10k_rows_and_1000_chats_at_once_lose_and_misalign_nothing(tmp_path):
     upstream_service, upstream = servers.standin(tmp_path)
-    batch = BatchSettings("promptText", None, 4, 1, 0.0, 256, "fail")
+    batch = BatchSettings(
+        prompt_column_name="promptText",
+        system_prompt=None,
+        prompt_template=None,
+        response_schema=None,
+        response_choices=None,
+        row_details=False,
+        max_tokens=4,
+        n=1,
+        temperature=0.0,
+        max_concurrent_rows=256,
+        row_errors="fail",
+    )
     adapter, url = servers.adapter_only(upstream, batch, tmp_path)
     try:
         upstream_service.wait_http(upstream.base_url.removesuffix("/v1") + "/health", 60)

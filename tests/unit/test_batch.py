@@ -172,7 +172,7 @@ def test_a_template_naming_missing_columns_is_a_422_naming_them_and_the_columns_
 @pytest.mark.parametrize(
     ("kw", "structured"),
     [
-        ({"response_schema": '{"type": "object"}'}, {"json": {"type": "object"}, "disable_any_whitespace": True}),
+        ({"response_schema": '{"type": "object"}'}, {"json": {"type": "object"}}),
         ({"response_choices": ["yes", "no"]}, {"choice": ["yes", "no"]}),
         ({}, None),
     ],

@@ -102,10 +102,8 @@ def request_for(prompt: str, settings: BatchSettings, model: str) -> dict[str, A
     }
     if settings.temperature is not None:
         body["temperature"] = settings.temperature
-    if settings.response_schema is not None:
-        # Free whitespace lets a model ramble between tokens until max_tokens; without it a
-        # constrained answer ends as soon as the JSON is complete.
-        body["structured_outputs"] = {"json": _schema(settings.response_schema), "disable_any_whitespace": True}
+    if settings.response_schema is not None:  # vLLM then runs without free whitespace (vllm_command)
+        body["structured_outputs"] = {"json": _schema(settings.response_schema)}
     elif settings.response_choices is not None:
         body["structured_outputs"] = {"choice": settings.response_choices}
     return body
