@@ -30,16 +30,18 @@ class BatchSettings:
     values are resolved (max_concurrent_rows is never None here)."""
 
     prompt_column_name: str
-    system_prompt: str | None
-    prompt_template: str | None
-    response_schema: str | None  # JSON text, read from the model folder when a file was named
-    response_choices: list[str] | None
-    row_details: bool
     max_tokens: int
     n: int
-    temperature: float | None
     max_concurrent_rows: int
     row_errors: str
+    temperature: float | None = None
+    system_prompt: str | None = None
+    prompt_template: str | None = None
+    response_schema: str | None = None  # JSON text, read from the model folder when a file was named
+    response_choices: list[str] | None = None
+    row_details: bool = False
+    lora_adapter: str | None = None
+    lora_adapter_column: str | None = None  # optional features default to off; values come from Settings
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class WorkerContract:
     batch: BatchSettings
     startup_timeout_s: float  # how long a worker waits for vLLM's health before it gives up
     target: str = DEFAULT_TARGET
+    lora_adapters: list[str] = field(default_factory=list)  # adapter names vLLM serves besides the model
 
     def to_env(self) -> dict[str, str]:
         return {ENV_VAR: json.dumps(asdict(self)), TARGET_VAR: self.target}
@@ -73,4 +76,5 @@ class WorkerContract:
             batch=BatchSettings(**data["batch"]),
             startup_timeout_s=data["startup_timeout_s"],
             target=data["target"],
+            lora_adapters=data["lora_adapters"],
         )

@@ -48,7 +48,7 @@ def _config(folder: Path) -> dict[str, Any]:
     return {**config, **text} if isinstance(text, dict) else config
 
 
-def _header(path: Path) -> dict[str, Any]:
+def read_header(path: Path) -> dict[str, Any]:
     with path.open("rb") as f:
         (size,) = struct.unpack("<Q", f.read(8))
         if size > _HEADER_LIMIT:
@@ -64,7 +64,7 @@ def _safetensors(folder: Path) -> tuple[int, int] | None:
     parameters = stored = 0
     try:
         for path in files:
-            for name, tensor in _header(path).items():
+            for name, tensor in read_header(path).items():
                 if name == "__metadata__":
                     continue
                 count = 1

@@ -13,7 +13,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import batch_config, footprint, model_source, parallel, vllm_flags
+from . import adapters, batch_config, footprint, model_source, parallel, vllm_flags
+from .adapters import Adapter
 from .contract import BatchSettings
 from .errors import ConfigError
 from .footprint import ModelFootprint
@@ -40,6 +41,7 @@ class LaunchPlan:
     startup_timeout: int
     verify_ssl: bool
     engine_env: dict[str, str] = field(default_factory=dict)  # from parameters that feed vLLM's env
+    adapters: list[Adapter] = field(default_factory=list)  # LoRA adapters found in the model folder
     hf_token: str | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> str:
@@ -52,6 +54,7 @@ class LaunchPlan:
     def from_json(cls, text: str) -> LaunchPlan:
         data = json.loads(text)
         parallel = data["parallel"]
+        found = [Adapter(**{**a, "target_modules": _modules(a["target_modules"])}) for a in data["adapters"]]
         footprint = parallel["model"] and ModelFootprint(**parallel["model"])
         return cls(
             **{
@@ -62,8 +65,23 @@ class LaunchPlan:
                 ),
                 "batch": BatchSettings(**data["batch"]),
                 "cache_dir": Path(data["cache_dir"]),
+                "adapters": found,
             }
         )
+
+
+def _modules(value: list[str] | str) -> tuple[str, ...] | str:
+    return value if isinstance(value, str) else tuple(value)
+
+
+def _check_lora_choice(settings: Settings, found: list[Adapter], engine_args: list[str]) -> None:
+    """The batch's adapter must be one vLLM will serve (unless engine_config.json lists its own)."""
+    if settings.lora_adapter is None or vllm_flags.long_flag(engine_args, "lora_modules") is not None:
+        return
+    names = [a.name for a in found]
+    if settings.lora_adapter not in names:
+        served = ", ".join(names) or f"none: add folders under ${{CODE_DIR}}/{adapters.ADAPTERS_DIR}/"
+        raise ConfigError(f"runtime parameter 'lora_adapter': no such adapter; adapters found: {served}")
 
 
 def _param_flags(settings: Settings) -> dict[str, list[str]]:
@@ -115,6 +133,8 @@ def build(
     engine_model, _ = vllm_flags.split_model(engine_args)
     model = model_source.resolve(engine_model, code_dir, settings.model, hook_pending)
     inputs = _parallel(settings, engine_args, model, gpus)
+    found = adapters.discover(code_dir)
+    _check_lora_choice(settings, found, engine_args)
     return LaunchPlan(
         model=model,
         engine_args=list(engine_args),
@@ -130,6 +150,7 @@ def build(
             if p.env_var and getattr(settings, p.name) is not None
         },
         hf_token=settings.hf_token,
+        adapters=found,
     )
 
 

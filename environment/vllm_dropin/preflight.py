@@ -8,10 +8,11 @@ parameter or file; anything uncertain is left to vLLM.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import vllm_flags
+from . import adapters, vllm_flags
 from .errors import ConfigError
 from .plan import LaunchPlan
 from .settings import Settings
@@ -21,6 +22,7 @@ HUB_TIMEOUT_S = (5.0, 10.0)  # connect, read: a refused or unroutable hub answer
 # Files a Hugging Face tokenizer loads from (one of them is enough).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model", "tekken.json")
 TOKENIZER_FLAGS = ("tokenizer", "skip_tokenizer_init")
+log = logging.getLogger("vllm_dropin")
 
 
 def _source(plan: LaunchPlan) -> str:
@@ -112,3 +114,6 @@ def check(plan: LaunchPlan, settings: Settings, environ: Mapping[str, str]) -> N
         check_local_folder(plan, settings)
     else:
         check_hub(plan, environ, plan.hf_token or environ.get("HF_TOKEN"))
+    folder = Path(plan.model.ref) if plan.model.local else None
+    for warning in adapters.check(plan.adapters, folder, plan.model.name):
+        log.warning("%s", warning)

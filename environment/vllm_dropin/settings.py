@@ -90,6 +90,30 @@ class Settings:
         help="Run Python code shipped with the model (needed by some architectures). Off unless "
         "you trust the model's source.",
     )
+    lora_adapter: str | None = declare(
+        feeds="batch",
+        help="LoRA adapter (a folder name under ${CODE_DIR}/adapters/) that answers batch predictions. "
+        "Unset: the base model.",
+    )
+    lora_adapter_column: str | None = declare(
+        feeds="batch",
+        help="Column of the batch request that names each row's LoRA adapter; an empty cell uses "
+        "lora_adapter (or the base model).",
+    )
+    max_lora_rank: int | None = declare(
+        feeds="vllm_flag",
+        vllm_flag="--max-lora-rank",
+        minimum=1,
+        help="Largest LoRA rank vLLM reserves for. Unset with adapters in the model folder: the "
+        "smallest of vLLM's choices that holds the largest adapter's rank.",
+    )
+    max_loras: int | None = declare(
+        feeds="vllm_flag",
+        vllm_flag="--max-loras",
+        minimum=1,
+        help="How many LoRA adapters one engine batch may mix. Unset with adapters in the model folder: "
+        "all of them (at most 8).",
+    )
     system_prompt: str | None = declare(
         feeds="batch",
         help="System message put before every prompt of a batch prediction. Unset: none.",

@@ -11,7 +11,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from . import parallel, vllm_flags
+from . import adapters, parallel, vllm_flags
 from .contract import DEFAULT_SERVED_ALIAS, BatchSettings
 from .errors import ConfigError
 from .plan import LaunchPlan
@@ -53,6 +53,25 @@ def _drop_dest(args: list[str], dest: str) -> list[str]:
     return out
 
 
+MAX_LORAS_DEFAULT_CAP = 8  # adapters one engine batch mixes unless max_loras says: each costs memory
+
+
+def lora_flags(plan: LaunchPlan, explicit: Mapping[str, object]) -> list[str]:
+    """LoRA on, each adapter of the model folder under its name, rank and count from what was found;
+    runtime parameters (max_lora_rank, max_loras) and engine_config.json flags win."""
+    if not plan.adapters:
+        return []
+    set_elsewhere = set(explicit) | {name for name in plan.param_flags}
+    flags = [] if "enable_lora" in set_elsewhere else ["--enable-lora"]
+    if "lora_modules" not in set_elsewhere:
+        flags += ["--lora-modules", *(f"{a.name}={a.path}" for a in plan.adapters)]
+    if "max_lora_rank" not in set_elsewhere:
+        flags += ["--max-lora-rank", str(adapters.rank_for(plan.adapters))]
+    if "max_loras" not in set_elsewhere:
+        flags += ["--max-loras", str(min(len(plan.adapters), MAX_LORAS_DEFAULT_CAP))]
+    return flags
+
+
 def build(plan: LaunchPlan) -> VllmCommand:
     """vLLM's argv, validated by its own parser: engine_config flags win over runtime parameters."""
     explicit = vllm_flags.parse(plan.engine_args, "engine_config.json")
@@ -71,6 +90,7 @@ def build(plan: LaunchPlan) -> VllmCommand:
             flags += [flag, *value]
     parallel_plan = parallel.plan(plan.parallel, explicit)
     flags += parallel_plan.flags
+    flags += lora_flags(plan, explicit)
     if plan.batch.response_schema is not None and "structured_outputs_config" not in explicit:
         flags += ["--structured-outputs-config", json.dumps(STRUCTURED_OUTPUTS_FOR_SCHEMA)]
     names = list(explicit.get("served_model_name") or [plan.model.name])
@@ -144,6 +164,11 @@ def describe(
         f"model: {plan.model.ref} (from {plan.model.origin}; hub access {'off' if plan.model.local else 'on'})",
         f"served model names: {', '.join(command.served_names)}",
         f"parallelism: {command.parallelism}",
+        "LoRA adapters: "
+        + (
+            ", ".join(f"{a.name} (rank {a.rank}, {a.path})" for a in plan.adapters)
+            or f"none in {adapters.ADAPTERS_DIR}/"
+        ),
         f"vLLM command: {shlex.join(command.bound_to(port))}",
         f"vLLM environment additions: {shown}",
         f"batch prediction defaults: {sampling}",

@@ -51,6 +51,32 @@ class Problem(str):
     """Why a row cannot be sent, in place of its prompt."""
 
 
+class RoutedPrompt(str):
+    """A row's prompt and the LoRA adapter its row names."""
+
+    model: str
+
+
+class AdapterColumn(Sequence[Any]):
+    """The rows' prompts, each routed to the adapter its row names in `column` (empty: the default)."""
+
+    def __init__(self, prompts: Sequence[Any], cells: pd.Series, column: str, served: list[str]) -> None:
+        self._prompts, self._cells, self._column, self._served = prompts, cells, column, set(served)
+
+    def __len__(self) -> int:
+        return len(self._prompts)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        prompt, cell = self._prompts[i], self._cells.iat[i]
+        if prompt_problem(prompt) or prompt_template.empty(cell):
+            return prompt
+        if not isinstance(cell, str) or cell not in self._served:
+            return Problem(f"the adapter named in column '{self._column}' is not served (GET /v1/models lists them)")
+        routed = RoutedPrompt(prompt)
+        routed.model = cell
+        return routed
+
+
 class TemplatePrompts(Sequence[str]):
     """The rows' prompts from a template, each rendered when asked for (a Problem for an empty cell)."""
 
@@ -143,6 +169,12 @@ def prompts_of(data: pd.DataFrame, settings: BatchSettings) -> Sequence[Any]:
             "(set runtime parameter 'prompt_column_name' or 'prompt_template' to use others)",
             status_code=422,
         )
+    if settings.lora_adapter_column is not None and settings.lora_adapter_column not in data.columns:
+        raise CustomHTTPError(
+            f"adapter column '{settings.lora_adapter_column}' is missing; columns present: {_present(data)} "
+            "(runtime parameter 'lora_adapter_column')",
+            status_code=422,
+        )
     if data.empty:
         raise CustomHTTPError("the request has columns but no rows: nothing to predict", status_code=422)
     if settings.prompt_template is not None:
@@ -150,13 +182,22 @@ def prompts_of(data: pd.DataFrame, settings: BatchSettings) -> Sequence[Any]:
     return data[settings.prompt_column_name].tolist()
 
 
+def routed(prompts: Sequence[Any], data: pd.DataFrame, upstream: Upstream) -> Sequence[Any]:
+    """The prompts, routed row by row to the adapter named in the adapter column, if one is set."""
+    column = upstream.batch.lora_adapter_column
+    if column is None:
+        return prompts
+    return AdapterColumn(prompts, data[column], column, upstream.lora_adapters)
+
+
 def _complete(upstream: Upstream, prompt: str) -> RowResult:
     try:
         with upstream.clients.client() as client:
             # The plain POST: create()'s type-driven transform of the body cost a fifth of the
             # adapter's CPU, and the body we build needs none.
+            model = getattr(prompt, "model", None) or upstream.batch.lora_adapter or upstream.model
             completion = client.post(
-                "/chat/completions", body=request_for(prompt, upstream.batch, upstream.model), cast_to=ChatCompletion
+                "/chat/completions", body=request_for(prompt, upstream.batch, model), cast_to=ChatCompletion
             )
     except openai.APIStatusError as exc:
         if exc.status_code >= 500:
@@ -269,7 +310,7 @@ def finish_columns(n: int) -> list[str]:
 
 
 def score(data: pd.DataFrame, upstream: Upstream) -> pd.DataFrame:
-    prompts = prompts_of(data, upstream.batch)
+    prompts = routed(prompts_of(data, upstream.batch), data, upstream)
     try:
         complete = functools.partial(_complete, upstream)
         results = run_rows(prompts, complete, upstream.batch.max_concurrent_rows, Progress(len(prompts)))

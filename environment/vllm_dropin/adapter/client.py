@@ -63,6 +63,7 @@ class Upstream:
     model: str  # the served name requests carry
     batch: BatchSettings
     target: str  # the output column of batch predictions
+    lora_adapters: list[str]  # served LoRA adapters (names a row may pick)
 
 
 def single_connection_client(base_url: str, api_key: str, tls: ssl.SSLContext) -> openai.OpenAI:
@@ -86,4 +87,4 @@ def connect(contract: WorkerContract) -> Upstream:
     vllm = contract.vllm
     tls = ssl.create_default_context()
     pool = ClientPool(lambda: single_connection_client(vllm.base_url, vllm.api_key, tls))
-    return Upstream(pool, vllm.model, contract.batch, contract.target)
+    return Upstream(pool, vllm.model, contract.batch, contract.target, contract.lora_adapters)

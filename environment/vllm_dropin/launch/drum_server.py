@@ -46,7 +46,13 @@ def drum_env(plan: LaunchPlan, endpoint: VllmEndpoint, base: Mapping[str, str]) 
     }
     for name, payload in defaults.items():
         env.setdefault(f"MLOPS_RUNTIME_PARAM_{name}", json.dumps(payload))
-    contract = WorkerContract(endpoint, plan.batch, plan.startup_timeout, base.get(TARGET_VAR) or DEFAULT_TARGET)
+    contract = WorkerContract(
+        endpoint,
+        plan.batch,
+        plan.startup_timeout,
+        base.get(TARGET_VAR) or DEFAULT_TARGET,
+        [a.name for a in plan.adapters],
+    )
     env.update(contract.to_env())
     return process_env.with_package_path(env)
 
