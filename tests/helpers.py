@@ -64,3 +64,24 @@ def serve_folder(root: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def make_lora(
+    base: Path, out: Path, rank: int = 8, targets: tuple[str, ...] = ("q_proj", "v_proj"), seed: int = 0
+) -> Path:
+    """A PEFT LoRA adapter for the model in `base`, saved to `out`, with random non-zero weights
+    (PEFT's default leaves B at zero, which would answer exactly as the base model)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base, torch_dtype=torch.float32)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(targets), init_lora_weights=False)
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)
+    peft_model.save_pretrained(out)
+    return out

@@ -38,7 +38,7 @@ PROGRESS_EVERY_S = 5.0
 log = logging.getLogger("vllm_dropin.batch")
 
 
-@dataclass
+@dataclass(slots=True)
 class RowResult:
     choices: list[str] | None = None
     error: str | None = None
