@@ -269,10 +269,8 @@ class Bench:
         """A fresh adapter per run, so its peak RSS belongs to this run alone."""
         batch = BatchSettings(
             prompt_column_name="promptText",
-            system_prompt=None,
             # --tabular: every batch feature on (the stand-in echoes the rendered prompt, ignores the labels)
             prompt_template="{promptText}" if self.args.tabular else None,
-            response_schema=None,
             response_choices=["a", "b"] if self.args.tabular else None,
             row_details=self.args.tabular,
             max_tokens=self.args.output_tokens,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from demo.running import REPO
+from demo.running import REPO, RunningEnvironment, runtime_param_env
 
 # CPU-friendly and deterministic: float32 greedy output does not depend on batch composition.
 CPU_ENGINE_ARGS = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "1024"]
@@ -85,3 +85,14 @@ def make_lora(
                 param.normal_(0.0, 0.5)
     peft_model.save_pretrained(out)
     return out
+
+
+@contextlib.contextmanager
+def serving(folder: Path, root: Path, params: dict) -> Iterator[RunningEnvironment]:
+    """The environment on `folder` with these runtime parameters, ready; stopped afterwards."""
+    env = RunningEnvironment(folder, root / "environment.log", env=runtime_param_env(params))
+    try:
+        env.wait_ready()
+        yield env
+    finally:
+        env.stop()

@@ -58,11 +58,6 @@ def test_10k_rows_and_1000_chats_at_once_lose_and_misalign_nothing(tmp_path):
     upstream_service, upstream = servers.standin(tmp_path)
     batch = BatchSettings(
         prompt_column_name="promptText",
-        system_prompt=None,
-        prompt_template=None,
-        response_schema=None,
-        response_choices=None,
-        row_details=False,
         max_tokens=4,
         n=1,
         temperature=0.0,

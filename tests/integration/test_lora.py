@@ -7,8 +7,7 @@ import openai
 import pytest
 import requests
 
-from demo.running import RunningEnvironment, runtime_param_env
-from tests.helpers import CPU_ENGINE_ARGS, make_lora, make_model_folder
+from tests.helpers import CPU_ENGINE_ARGS, make_lora, make_model_folder, serving
 
 pytestmark = pytest.mark.integration
 PROMPTS = ["Tell me about rivers.", "Name a colour."]
@@ -21,12 +20,8 @@ def lora_env(tmp_path_factory, tiny_model):
     make_lora(tiny_model, folder / "adapters" / "tone", rank=8, seed=1)
     make_lora(tiny_model, folder / "adapters" / "domain", rank=16, targets=("q_proj", "v_proj", "o_proj"), seed=2)
     params = {"model": str(tiny_model), "lora_adapter_column": "adapter", "max_tokens": 8, "temperature": 0.0}
-    env = RunningEnvironment(folder, root / "environment.log", env=runtime_param_env(params))
-    try:
-        env.wait_ready()
+    with serving(folder, root, params) as env:
         yield env
-    finally:
-        env.stop()
 
 
 def chat(env, model: str, prompt: str) -> str:

@@ -20,8 +20,7 @@ import pytest
 import requests
 
 from bench import servers
-from demo.running import RunningEnvironment, runtime_param_env
-from tests.helpers import make_model_folder
+from tests.helpers import make_model_folder, serving
 from vllm_dropin.contract import BatchSettings
 
 pytestmark = pytest.mark.integration
@@ -66,12 +65,8 @@ def schema_env(tmp_path_factory, tiny_model):
         "max_tokens": 256,
         "temperature": 0.0,
     }
-    env = RunningEnvironment(folder, root / "environment.log", env=runtime_param_env(params))
-    try:
-        env.wait_ready()
+    with serving(folder, root, params) as env:
         yield env
-    finally:
-        env.stop()
 
 
 @pytest.fixture(scope="module")

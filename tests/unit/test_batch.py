@@ -12,19 +12,7 @@ from vllm_dropin.contract import BatchSettings
 
 
 def settings(**kw):
-    base = dict(
-        prompt_column_name="promptText",
-        system_prompt=None,
-        prompt_template=None,
-        response_schema=None,
-        response_choices=None,
-        row_details=False,
-        max_tokens=8,
-        n=1,
-        temperature=None,
-        max_concurrent_rows=4,
-        row_errors="fail",
-    )
+    base = dict(prompt_column_name="promptText", max_tokens=8, n=1, max_concurrent_rows=4, row_errors="fail")
     return BatchSettings(**{**base, **kw})
 
 

@@ -126,15 +126,8 @@ def test_name_option_names_the_tarball(tmp_path):
 
 
 def test_base_image_builds_on_another_platforms_vllm_image(tmp_path):
-    done = build(
-        tmp_path,
-        "--base-image",
-        "rocm/vllm:rocm6.3_vllm0.9",
-        "--vllm-python",
-        "/opt/conda/bin/python",
-        "--name",
-        "rocm",
-    )
+    args = ("--base-image", "rocm/vllm:rocm6.3_vllm0.9", "--vllm-python", "/opt/conda/bin/python", "--name", "rocm")
+    done = build(tmp_path, *args)
     assert done.returncode == 0, done.stderr
     tarball = tmp_path / "rocm.tar.gz"
     dockerfile = read(tarball, "Dockerfile")
@@ -144,15 +137,7 @@ def test_base_image_builds_on_another_platforms_vllm_image(tmp_path):
     info = json.loads(read(tarball, "env_info.json"))
     assert info["label"].startswith("vllm-dropin-") and "rocm-vllm" in info["label"]
     assert "FROM rocm/vllm:rocm6.3_vllm0.9" in info["environmentVersionDescription"]
-    again = build(
-        tmp_path / "again",
-        "--base-image",
-        "rocm/vllm:rocm6.3_vllm0.9",
-        "--vllm-python",
-        "/opt/conda/bin/python",
-        "--name",
-        "rocm",
-    )
+    again = build(tmp_path / "again", *args)
     assert again.returncode == 0 and (tmp_path / "again" / "rocm.tar.gz").read_bytes() == tarball.read_bytes()
 
 
