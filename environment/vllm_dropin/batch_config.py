@@ -33,14 +33,18 @@ def _json(text: str, where: str) -> Any:
         raise ConfigError(f"{where}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
 
 
-def _schema(value: str | None, code_dir: Path) -> str | None:
-    """The schema as JSON text: inline, or the content of a file in the model folder."""
+def _schema(value: str | None, code_dir: Path, hook_pending: bool) -> str | None:
+    """The schema as JSON text: inline, or the content of a file in the model folder (None while a
+    pending load_model may still place that file)."""
     if value is None:
         return None
     where = "runtime parameter 'response_schema'"
     if not value.lstrip().startswith("{"):
         path = (code_dir / value).resolve()
-        if not path.is_relative_to(code_dir.resolve()) or not path.is_file():
+        inside = path.is_relative_to(code_dir.resolve())
+        if inside and not path.is_file() and hook_pending:
+            return None
+        if not inside or not path.is_file():
             raise ConfigError(f"{where}: {value!r} is neither a JSON object nor a file in the model folder")
         where = f"{where} (file {value})"
         value = path.read_text(encoding="utf-8")
@@ -72,12 +76,14 @@ def _choices(value: str | None) -> list[str] | None:
     return labels
 
 
-def resolve(settings: Settings, code_dir: Path) -> dict[str, Any]:
-    """prompt_template, response_schema and response_choices as DRUM workers get them."""
+def resolve(settings: Settings, code_dir: Path, hook_pending: bool = False) -> dict[str, Any]:
+    """prompt_template, response_schema and response_choices as DRUM workers get them.
+
+    `hook_pending`: load_model has yet to run; a schema file it may place is read afterwards."""
     if settings.response_schema is not None and settings.response_choices is not None:
         raise ConfigError("runtime parameters 'response_schema' and 'response_choices': set one of them, not both")
     return {
         "prompt_template": _template(settings.prompt_template),
-        "response_schema": _schema(settings.response_schema, code_dir),
+        "response_schema": _schema(settings.response_schema, code_dir, hook_pending),
         "response_choices": _choices(settings.response_choices),
     }

@@ -106,11 +106,13 @@ def _parallel(settings: Settings, engine_args: list[str], model: ModelSource, gp
     return ParallelInputs(settings.parallelism, gpus, weights, settings.gpu_memory_utilization)
 
 
-def _batch(settings: Settings, inputs: ParallelInputs, engine_args: list[str], code_dir: Path) -> BatchSettings:
+def _batch(
+    settings: Settings, inputs: ParallelInputs, engine_args: list[str], code_dir: Path, hook_pending: bool = False
+) -> BatchSettings:
     """The batch parameters, checked and resolved (batch_config); rows in flight default to
     ROWS_PER_REPLICA for each data-parallel replica."""
     values = {p.name: getattr(settings, p.name) for p in PARAMETERS if p.feeds == "batch"}
-    values |= batch_config.resolve(settings, code_dir)
+    values |= batch_config.resolve(settings, code_dir, hook_pending)
     if values["max_concurrent_rows"] is None:
         try:
             replicas = parallel.plan(inputs, parallel.sizes_in(engine_args)).data
@@ -134,13 +136,14 @@ def build(
     model = model_source.resolve(engine_model, code_dir, settings.model, hook_pending)
     inputs = _parallel(settings, engine_args, model, gpus)
     found = adapters.discover(code_dir)
-    _check_lora_choice(settings, found, engine_args)
+    if not hook_pending:  # else checked once load_model, which may place adapters, has run
+        _check_lora_choice(settings, found, engine_args)
     return LaunchPlan(
         model=model,
         engine_args=list(engine_args),
         param_flags=_param_flags(settings),
         parallel=inputs,
-        batch=_batch(settings, inputs, engine_args, code_dir),
+        batch=_batch(settings, inputs, engine_args, code_dir, hook_pending),
         cache_dir=Path(settings.cache_dir) if settings.cache_dir else DEFAULT_CACHE_DIR,
         startup_timeout=settings.startup_timeout_seconds,
         verify_ssl=settings.verifySSL,
@@ -159,6 +162,7 @@ def settle_model(plan: LaunchPlan, settings: Settings, code_dir: Path) -> Launch
     engine_model, _ = vllm_flags.split_model(plan.engine_args)
     model = model_source.resolve(engine_model, code_dir, settings.model)
     inputs = _parallel(settings, plan.engine_args, model, plan.parallel.gpus)
-    return dataclasses.replace(
-        plan, model=model, parallel=inputs, batch=_batch(settings, inputs, plan.engine_args, code_dir)
-    )
+    found = adapters.discover(code_dir)  # load_model may have placed adapters (and a schema file)
+    _check_lora_choice(settings, found, plan.engine_args)
+    batch = _batch(settings, inputs, plan.engine_args, code_dir)
+    return dataclasses.replace(plan, model=model, parallel=inputs, batch=batch, adapters=found)

@@ -111,3 +111,19 @@ def test_the_batch_adapter_must_be_one_that_is_served(tmp_path, lora8, tiny_mode
         plan.build(runtime_params.parse({"model": str(tiny_model), "lora_adapter": "tones"}), [], code_dir)
     launch = plan.build(runtime_params.parse({"model": str(tiny_model), "lora_adapter": "tone"}), [], code_dir)
     assert launch.batch.lora_adapter == "tone"
+
+
+def test_adapters_and_a_schema_file_placed_by_load_model_count_once_it_ran(tmp_path, lora8, tiny_model):
+    settings = runtime_params.parse(
+        {"model": str(tiny_model), "lora_adapter": "tone", "response_schema": "answer.schema.json"}
+    )
+    pending = plan.build(settings, [], tmp_path, hook_pending=True)  # nothing there yet: not an error
+    assert pending.adapters == [] and pending.batch.response_schema is None
+    folder_with(tmp_path, tone=lora8)  # what load_model does
+    (tmp_path / "answer.schema.json").write_text('{"type": "object"}')
+    settled = plan.settle_model(pending, settings, tmp_path)
+    assert [a.name for a in settled.adapters] == ["tone"] and settled.batch.response_schema == '{"type": "object"}'
+    assert "--lora-modules" in vllm_command.build(settled).argv
+    shutil.rmtree(tmp_path / "adapters")
+    with pytest.raises(ConfigError, match="'lora_adapter': no such adapter"):
+        plan.settle_model(pending, settings, tmp_path)
