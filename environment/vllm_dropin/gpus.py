@@ -75,10 +75,6 @@ def inventory(environ: Mapping[str, str], smi_listing: str | None, memory_csv: s
     return GpuInventory(len(chosen), min(known) if chosen and len(known) == len(chosen) else None)
 
 
-def count_visible(environ: Mapping[str, str], smi_listing: str | None) -> int:
-    return inventory(environ, smi_listing).count
-
-
 def _smi(*args: str) -> str | None:
     """nvidia-smi's output, or None where there is no NVIDIA driver (CPU hosts)."""
     try:

@@ -24,7 +24,6 @@ SIZE_DESTS = ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_s
 SHORT_FLAGS = {"-tp": "tensor_parallel_size", "-pp": "pipeline_parallel_size", "-dp": "data_parallel_size"}
 WEIGHT_SHARE = 0.5  # of vLLM's share of one GPU that the weights may take; the rest is KV cache
 DEFAULT_UTILIZATION = 0.9  # vLLM's --gpu-memory-utilization default
-MODES = ("auto", "tensor", "data")
 
 
 @dataclass(frozen=True)
