@@ -122,6 +122,20 @@ def _batch(
     return BatchSettings(**values)
 
 
+def _from_folder(
+    settings: Settings, engine_args: list[str], code_dir: Path, gpus: GpuInventory, hook_pending: bool
+) -> dict:
+    """The parts of the plan that depend on what the model folder holds (which load_model may change)."""
+    engine_model, _ = vllm_flags.split_model(engine_args)
+    model = model_source.resolve(engine_model, code_dir, settings.model, hook_pending)
+    inputs = _parallel(settings, engine_args, model, gpus)
+    found = adapters.discover(code_dir)
+    if not hook_pending:  # else checked once load_model, which may place adapters, has run
+        _check_lora_choice(settings, found, engine_args)
+    batch = _batch(settings, inputs, engine_args, code_dir, hook_pending)
+    return {"model": model, "parallel": inputs, "batch": batch, "adapters": found}
+
+
 def build(
     settings: Settings,
     engine_args: list[str],
@@ -132,18 +146,10 @@ def build(
     """The plan, or ConfigError on any problem found without vLLM's parser.
 
     `hook_pending`: load_model has yet to run; `settle_model` decides the model once it has."""
-    engine_model, _ = vllm_flags.split_model(engine_args)
-    model = model_source.resolve(engine_model, code_dir, settings.model, hook_pending)
-    inputs = _parallel(settings, engine_args, model, gpus)
-    found = adapters.discover(code_dir)
-    if not hook_pending:  # else checked once load_model, which may place adapters, has run
-        _check_lora_choice(settings, found, engine_args)
     return LaunchPlan(
-        model=model,
+        **_from_folder(settings, engine_args, code_dir, gpus, hook_pending),
         engine_args=list(engine_args),
         param_flags=_param_flags(settings),
-        parallel=inputs,
-        batch=_batch(settings, inputs, engine_args, code_dir, hook_pending),
         cache_dir=Path(settings.cache_dir) if settings.cache_dir else DEFAULT_CACHE_DIR,
         startup_timeout=settings.startup_timeout_seconds,
         verify_ssl=settings.verifySSL,
@@ -153,16 +159,11 @@ def build(
             if p.env_var and getattr(settings, p.name) is not None
         },
         hf_token=settings.hf_token,
-        adapters=found,
     )
 
 
 def settle_model(plan: LaunchPlan, settings: Settings, code_dir: Path) -> LaunchPlan:
-    """The plan once load_model has run: the model source no longer assumes the hook fills its folder."""
-    engine_model, _ = vllm_flags.split_model(plan.engine_args)
-    model = model_source.resolve(engine_model, code_dir, settings.model)
-    inputs = _parallel(settings, plan.engine_args, model, plan.parallel.gpus)
-    found = adapters.discover(code_dir)  # load_model may have placed adapters (and a schema file)
-    _check_lora_choice(settings, found, plan.engine_args)
-    batch = _batch(settings, inputs, plan.engine_args, code_dir)
-    return dataclasses.replace(plan, model=model, parallel=inputs, batch=batch, adapters=found)
+    """The plan once load_model has run: the model source no longer assumes the hook fills its folder,
+    and adapters or a schema file it placed are read."""
+    parts = _from_folder(settings, plan.engine_args, code_dir, plan.parallel.gpus, hook_pending=False)
+    return dataclasses.replace(plan, **parts)

@@ -23,7 +23,9 @@ class Prepared:
     plan: LaunchPlan  # with a hook, assumes it fills ${CODE_DIR}/vllm/ until `settled()`
 
     def settled(self) -> LaunchPlan:
-        """The plan after load_model ran (or with no hook): the model source as it now is."""
+        """The plan after load_model ran: the model source as it now is (with no hook: the plan)."""
+        if self.load_model is None:
+            return self.plan  # built with nothing pending: reading the folder again would change nothing
         return plan_mod.settle_model(self.plan, self.settings, self.code_dir)
 
 
