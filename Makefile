@@ -18,7 +18,13 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint Dockerfile Dockerfile.cpu
 
-test: lint
+# Azurite (the Azure Blob emulator) for the artifact-store tests; they skip Azure if npm cannot install it.
+AZURITE := tests/azurite
+$(AZURITE)/node_modules/.installed: $(AZURITE)/package-lock.json
+	npm ci --prefix $(AZURITE) --no-audit --no-fund --ignore-scripts --loglevel=error \
+	  && touch $@ || echo "npm could not install Azurite: the Azure Blob tests will be skipped"
+
+test: lint $(AZURITE)/node_modules/.installed
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (not tests): figures and ratios side by side; see README "Benchmarks".

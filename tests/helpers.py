@@ -16,17 +16,13 @@ from demo.running import REPO, RunningEnvironment, runtime_param_env
 # CPU-friendly and deterministic: float32 greedy output does not depend on batch composition.
 CPU_ENGINE_ARGS = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "1024"]
 
-COUNTING_HOOK = '''
-import os as _os
-
-_template_load_model = load_model
+COUNTING_HOOK = '''"""A load_model that only counts its calls in a marker file: the model comes from artifact_uri."""
+import os
 
 
 def load_model(code_dir):
-    """Count calls in a marker file, then fetch as the template does."""
-    with open(_os.environ["HOOK_MARKER"], "a") as marker:
-        marker.write(f"{_os.getpid()}\\n")
-    return _template_load_model(code_dir)
+    with open(os.environ["HOOK_MARKER"], "a") as marker:
+        marker.write(f"{os.getpid()}\\n")
 '''
 
 
@@ -46,7 +42,7 @@ def make_model_folder(
 
 
 def counting_custom_py() -> str:
-    return (REPO / "custom_model_template" / "custom.py").read_text() + COUNTING_HOOK
+    return COUNTING_HOOK
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from . import logs, preflight, runtime_params
+from .artifacts import fetch as artifacts
 from .errors import ConfigError, DropinError, ExitCode
 from .launch import vllm_server
 from .launch.supervisor import report_failure, serve
@@ -45,8 +46,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def check(code_dir: Path) -> ExitCode:
-    """What `serve` would launch, from the same `prepare()` and checks; the model's hook is not run,
-    so where the outcome depends on it, both outcomes are shown."""
+    """What `serve` would launch, from the same `prepare()` and checks; the model's hook is not run
+    and artifact_uri is listed, not fetched, so where the outcome depends on them, that is said."""
     prepared = prepare(code_dir, runtime_params.read(), os.environ)
     plan = prepared.plan
     if not plan.model.assumed:
@@ -55,14 +56,24 @@ def check(code_dir: Path) -> ExitCode:
     print(f"code dir: {code_dir}")
     print(f"load_model hook: {'runs once before launch (check does not run it)' if prepared.load_model else 'none'}")
     print(f"GPUs visible: {plan.parallel.gpus.describe()}")
+    if plan.model.artifact is not None:
+        print(artifacts.describe(prepared.settings, plan.cache_dir))
     print("\n".join(lines))
     if not plan.model.assumed:
         print("OK: ready to launch")
         return ExitCode.OK
+    if prepared.load_model is None:
+        print(f"OK: ready to launch once artifact_uri is fetched into {plan.model.ref}")
+        return ExitCode.OK
     try:
         fallback = prepared.settled()
-        preflight.check(fallback, prepared.settings, os.environ)
-    except ConfigError as exc:
+        if fallback.model.artifact is not None:
+            print(
+                f"if load_model leaves {plan.model.ref} empty: {artifacts.describe(prepared.settings, plan.cache_dir)}"
+            )
+        else:
+            preflight.check(fallback, prepared.settings, os.environ)
+    except DropinError as exc:
         print(f"if load_model leaves {plan.model.ref} empty: serve stops with exit code {exc.exit_code}: {exc}")
     else:
         print(

@@ -22,6 +22,9 @@ class ExitCode(IntEnum):
     """The model's custom.py failed to import, or its load_model raised."""
     STARTUP = 4
     """vLLM or DRUM exited during startup, or vLLM was not healthy within startup_timeout_seconds."""
+    ARTIFACT = 5
+    """artifact_uri could not be fetched (store unreachable, access denied, missing, checksum mismatch);
+    what was fetched whole is kept in cache_dir, so a restart resumes."""
 
 
 class DropinError(Exception):
@@ -55,6 +58,12 @@ class StartupError(DropinError):
     """vLLM or DRUM exited during startup, or vLLM did not become healthy in time."""
 
     exit_code = ExitCode.STARTUP
+
+
+class ArtifactError(DropinError):
+    """Fetching artifact_uri failed; the message names the URI (never a key or a signed query) and why."""
+
+    exit_code = ExitCode.ARTIFACT
 
 
 class ServingError(DropinError):

@@ -16,7 +16,8 @@ class ModelSource:
     local: bool  # a folder on disk: vLLM runs with hub access off
     origin: str  # where the choice came from, for logs and `check`
     name: str  # the served model name unless engine_config.json sets --served-model-name
-    assumed: bool = False  # ${CODE_DIR}/vllm/, assumed filled by a load_model that has not run yet
+    assumed: bool = False  # a folder assumed filled by a load_model or a fetch that has not run yet
+    artifact: str | None = None  # artifact_uri (as shown): fetched (or found whole in the cache) before launch
 
 
 def _non_empty_dir(path: Path) -> bool:
@@ -39,11 +40,17 @@ def _default_name(ref: str) -> str:
 
 
 def resolve(
-    engine_model: str | None, code_dir: Path, param_model: str | None, hook_pending: bool = False
+    engine_model: str | None,
+    code_dir: Path,
+    param_model: str | None,
+    hook_pending: bool = False,
+    artifact: tuple[Path, str] | None = None,
 ) -> ModelSource:
-    """--model in engine_config, then a non-empty ${CODE_DIR}/vllm/, then the `model` parameter.
+    """--model in engine_config, then a non-empty ${CODE_DIR}/vllm/, then artifact_uri, then the
+    `model` parameter.
 
     `hook_pending`: load_model has not run yet (it may fill the folder), so the folder is assumed.
+    `artifact`: where artifact_uri's model is (or will be) and the URI as shown.
     """
     if engine_model:
         return ModelSource(
@@ -55,9 +62,14 @@ def resolve(
         origin = f"{hook_dir}, if load_model fills it" if assumed else f"{hook_dir} (filled by load_model or shipped)"
         name = _default_name(param_model) if param_model else HOOK_MODEL_DIR
         return ModelSource(str(hook_dir), True, origin, name, assumed)
+    if artifact is not None:
+        folder, shown = artifact
+        name = _default_name(param_model) if param_model else folder.name
+        origin = f"runtime parameter 'artifact_uri' ({shown})"
+        return ModelSource(str(folder), True, origin, name, not _non_empty_dir(folder), shown)
     if param_model:
         return ModelSource(param_model, is_local(param_model), "runtime parameter 'model'", _default_name(param_model))
     raise ConfigError(
-        "no model to serve: set runtime parameter 'model' (a Hugging Face id or folder), put "
+        "no model to serve: set runtime parameter 'model' (a Hugging Face id or folder) or 'artifact_uri', put "
         f"--model in engine_config.json, or have load_model fill {hook_dir}/"
     )

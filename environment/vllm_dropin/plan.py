@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import adapters, batch_config, footprint, model_source, parallel, vllm_flags
 from .adapters import Adapter
+from .artifacts import fetch as artifacts
 from .contract import BatchSettings
 from .errors import ConfigError
 from .footprint import ModelFootprint
@@ -42,6 +43,7 @@ class LaunchPlan:
     verify_ssl: bool
     engine_env: dict[str, str] = field(default_factory=dict)  # from parameters that feed vLLM's env
     adapters: list[Adapter] = field(default_factory=list)  # LoRA adapters found in the model folder
+    hub_mirror: str | None = None  # HF_ENDPOINT for vLLM's own hub downloads
     hf_token: str | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> str:
@@ -127,13 +129,19 @@ def _from_folder(
 ) -> dict:
     """The parts of the plan that depend on what the model folder holds (which load_model may change)."""
     engine_model, _ = vllm_flags.split_model(engine_args)
-    model = model_source.resolve(engine_model, code_dir, settings.model, hook_pending)
+    uri = artifacts.uri_of(settings)
+    artifact = (artifacts.place(uri, cache_dir(settings)), uri.shown) if uri else None
+    model = model_source.resolve(engine_model, code_dir, settings.model, hook_pending, artifact)
     inputs = _parallel(settings, engine_args, model, gpus)
     found = adapters.discover(code_dir)
     if not hook_pending:  # else checked once load_model, which may place adapters, has run
         _check_lora_choice(settings, found, engine_args)
     batch = _batch(settings, inputs, engine_args, code_dir, hook_pending)
     return {"model": model, "parallel": inputs, "batch": batch, "adapters": found}
+
+
+def cache_dir(settings: Settings) -> Path:
+    return Path(settings.cache_dir) if settings.cache_dir else DEFAULT_CACHE_DIR
 
 
 def build(
@@ -150,7 +158,7 @@ def build(
         **_from_folder(settings, engine_args, code_dir, gpus, hook_pending),
         engine_args=list(engine_args),
         param_flags=_param_flags(settings),
-        cache_dir=Path(settings.cache_dir) if settings.cache_dir else DEFAULT_CACHE_DIR,
+        cache_dir=cache_dir(settings),
         startup_timeout=settings.startup_timeout_seconds,
         verify_ssl=settings.verifySSL,
         engine_env={
@@ -158,6 +166,7 @@ def build(
             for p in PARAMETERS
             if p.env_var and getattr(settings, p.name) is not None
         },
+        hub_mirror=settings.hub_mirror_url,
         hf_token=settings.hf_token,
     )
 

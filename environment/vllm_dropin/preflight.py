@@ -26,6 +26,8 @@ log = logging.getLogger("vllm_dropin")
 
 
 def _source(plan: LaunchPlan) -> str:
+    if plan.model.artifact is not None:
+        return f"artifact_uri {plan.model.artifact}"
     return "runtime parameter 'model'" if "runtime parameter" in plan.model.origin else plan.model.origin
 
 
@@ -80,7 +82,7 @@ def _scaled_rope(config: dict) -> bool:
 
 
 def check_hub(plan: LaunchPlan, environ: Mapping[str, str], token: str | None) -> None:
-    """A hub model: the hub (or HF_ENDPOINT's mirror) must answer for it, within 15 s."""
+    """A hub model: the hub (or hub_mirror_url's / HF_ENDPOINT's mirror) must answer for it, within 15 s."""
     import requests
 
     model = plan.model.ref
@@ -89,7 +91,7 @@ def check_hub(plan: LaunchPlan, environ: Mapping[str, str], token: str | None) -
             f"model '{model}' comes from the Hugging Face hub, but HF_HUB_OFFLINE is set: fetch it with "
             "artifact_uri or load_model, or set 'model' to a mounted folder"
         )
-    endpoint = environ.get("HF_ENDPOINT") or HUB_ENDPOINT
+    endpoint = plan.hub_mirror or environ.get("HF_ENDPOINT") or HUB_ENDPOINT
     url = f"{endpoint.rstrip('/')}/api/models/{model}"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:

@@ -23,8 +23,8 @@ class Prepared:
     plan: LaunchPlan  # with a hook, assumes it fills ${CODE_DIR}/vllm/ until `settled()`
 
     def settled(self) -> LaunchPlan:
-        """The plan after load_model ran: the model source as it now is (with no hook: the plan)."""
-        if self.load_model is None:
+        """The plan after load_model ran (or artifact_uri was fetched): the model source as it now is."""
+        if self.load_model is None and not self.plan.model.assumed:
             return self.plan  # built with nothing pending: reading the folder again would change nothing
         return plan_mod.settle_model(self.plan, self.settings, self.code_dir)
 

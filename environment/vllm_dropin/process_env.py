@@ -48,6 +48,8 @@ def vllm_env_additions(plan: LaunchPlan, base: Mapping[str, str], api_key: str) 
     if plan.model.local:
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     else:
+        if plan.hub_mirror:
+            env["HF_ENDPOINT"] = plan.hub_mirror
         token = plan.hf_token or base.get("HF_TOKEN")
         if token:
             env["HF_TOKEN"] = token

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from .errors import ConfigError
 
 ParamType = Literal["string", "numeric", "boolean", "credential"]
-Feeds = Literal["model", "hf_token", "vllm_flag", "vllm_env", "batch", "platform", "launch"]
+Feeds = Literal["model", "hf_token", "artifact", "vllm_flag", "vllm_env", "batch", "platform", "launch"]
 Credential = Mapping[str, Any]
 
 
@@ -33,6 +33,7 @@ class Rule:
     minimum_exclusive: bool = False
     maximum: float | None = None
     choices: tuple[str, ...] = ()
+    credential_type: str | None = None  # a credential the platform offers of one type only
     vllm_flag: str | None = None  # feeds == "vllm_flag": the `vllm serve` flag it sets
     env_var: str | None = None  # feeds == "vllm_env": the variable it sets in vLLM's environment
 
@@ -56,8 +57,35 @@ class Settings:
     HuggingFaceToken: Credential | None = declare(
         secret=True,
         feeds="hf_token",
+        credential_type="api_token",
         help="API token credential for gated Hugging Face models. Reaches vLLM only through its "
         "environment (HF_TOKEN), only when the model comes from the hub.",
+    )
+    artifact_uri: str | None = declare(
+        feeds="artifact",
+        help="Where the model's files are, fetched once before launch into cache_dir (in parallel, "
+        "verified, resumed after a restart): s3://bucket/prefix, gs://bucket/prefix, az://container/prefix "
+        "or https://ACCOUNT.blob.core.windows.net/container/prefix, hf://org/name[@revision] (from "
+        "hub_mirror_url), an http(s) URL of a .tar(.gz|.xz)/.tgz/.zip archive, or a local folder "
+        "(served in place) or archive. A load_model that fills ${CODE_DIR}/vllm/ wins.",
+    )
+    artifact_endpoint_url: str | None = declare(
+        feeds="artifact",
+        help="Endpoint of an S3-compatible store (MinIO, Ceph: http://minio:9000) or of a GCS-compatible "
+        "API for artifact_uri. Unset: AWS S3 / Google Cloud Storage.",
+    )
+    artifact_credential: Credential | None = declare(
+        secret=True,
+        feeds="artifact",
+        help="Credential for artifact_uri's store: s3 (awsAccessKeyId, awsSecretAccessKey, optional "
+        "awsSessionToken), gcp (gcpKey: a service account key), azure (azureConnectionString) or "
+        "api_token (a bearer token for http(s) and hub mirrors). Unset: the store's default chain "
+        "(instance roles, workload identity) or anonymous access.",
+    )
+    hub_mirror_url: str | None = declare(
+        feeds="artifact",
+        help="URL of an internal Hugging Face hub mirror, for hf:// artifact URIs and hub ids in 'model' "
+        "(vLLM downloads through it). Unset: huggingface.co.",
     )
     max_model_len: int | None = declare(
         feeds="vllm_flag",
@@ -280,8 +308,8 @@ BY_NAME: dict[str, Parameter] = {p.name: p for p in PARAMETERS}
 def metadata_definition(param: Parameter) -> dict[str, Any]:
     """The parameter as a `runtimeParameterDefinitions` entry of model-metadata.yaml."""
     entry: dict[str, Any] = {"fieldName": param.name, "type": param.type}
-    if param.type == "credential":
-        entry["credentialType"] = "api_token"
+    if param.credential_type is not None:
+        entry["credentialType"] = param.credential_type
     if param.default is not None:
         entry["defaultValue"] = param.default
     if param.minimum is not None:

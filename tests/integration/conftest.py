@@ -6,21 +6,30 @@ import pytest
 import requests
 
 from demo.running import RunningEnvironment, runtime_param_env
+from tests import store_servers
 from tests.helpers import counting_custom_py, make_model_folder
 
 MAIN_PARAMS = {"max_tokens": 8, "temperature": 0.0, "max_concurrent_rows": 16}
 # Known secrets set on the main environment; test_secrets looks for them everywhere.
 HF_TOKEN = "hf_MainEnvSecretToken0123456789"
 PLATFORM_TOKEN = "dr-platform-MainEnvSecret-9876543210"
+ARTIFACT_SECRET = "ArtifactStoreSecretKey-MainEnv-24680"
 
 
 @pytest.fixture(scope="session")
 def main_env(tmp_path_factory, tiny_model):
     """The air-gapped flow: no `model` parameter, no hub (HF_ENDPOINT points nowhere); the model
-    folder's load_model copies the model into ${CODE_DIR}/vllm/; DRUM runs two workers. A Hugging
-    Face token and the platform's API token are set (the platform endpoint refuses connections)."""
+    comes from an S3-compatible store (moto's server) through artifact_uri, after the model
+    folder's load_model (which only counts its calls) ran; DRUM runs two workers. A Hugging Face
+    token, the store's keys and the platform's API token are set (the platform endpoint refuses
+    connections)."""
     root = tmp_path_factory.mktemp("main-env")
     folder = make_model_folder(root, custom_py=counting_custom_py())
+    keys = {"credentialType": "s3", "awsAccessKeyId": "main-env-key-id", "awsSecretAccessKey": ARTIFACT_SECRET}
+    store = store_servers.moto_s3(root, open_keys=keys)
+    client = store_servers.s3_client(store)
+    client.create_bucket(Bucket="models")
+    store_servers.upload_folder(lambda key, path: client.upload_file(str(path), "models", key), tiny_model, "tiny/")
     env = RunningEnvironment(
         folder,
         root / "environment.log",
@@ -28,7 +37,10 @@ def main_env(tmp_path_factory, tiny_model):
             **runtime_param_env(
                 {
                     **MAIN_PARAMS,
-                    "artifact_uri": str(tiny_model),
+                    "artifact_uri": "s3://models/tiny",
+                    "artifact_endpoint_url": store.endpoint,
+                    "artifact_credential": keys,
+                    "cache_dir": str(root / "cache"),
                     "HuggingFaceToken": {"credentialType": "api_token", "apiToken": HF_TOKEN},
                 }
             ),
@@ -46,6 +58,7 @@ def main_env(tmp_path_factory, tiny_model):
         yield env
     finally:
         env.stop()
+        store.kill()
 
 
 def post_csv(env: RunningEnvironment, csv: str) -> requests.Response:

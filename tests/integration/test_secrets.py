@@ -12,10 +12,10 @@ import pytest
 import requests
 
 from demo.running import REPO
-from tests.integration.conftest import HF_TOKEN, PLATFORM_TOKEN, csv_of, post_csv
+from tests.integration.conftest import ARTIFACT_SECRET, HF_TOKEN, PLATFORM_TOKEN, csv_of, post_csv
 
 pytestmark = pytest.mark.integration
-SECRETS = (HF_TOKEN, PLATFORM_TOKEN)
+SECRETS = (HF_TOKEN, PLATFORM_TOKEN, ARTIFACT_SECRET)
 
 
 def processes(env) -> list[psutil.Process]:
@@ -42,6 +42,19 @@ def test_vllm_env_has_no_platform_token_and_no_hf_token_for_a_local_model(main_e
     assert hits("\n".join(f"{k}={v}" for k, v in env.items())) == []
     assert not [k for k in env if k.startswith(("MLOPS_RUNTIME_PARAM_", "DATAROBOT_"))]
     assert env["HF_HUB_OFFLINE"] == "1"
+
+
+def test_drum_workers_get_no_credential_parameter(main_env):
+    drum = [
+        p for p in processes(main_env) if "drum" in " ".join(p.cmdline()) and "vllm_entry" not in " ".join(p.cmdline())
+    ]
+    assert drum
+    for process in drum:
+        env = process.environ()
+        assert hits("\n".join(f"{k}={v}" for k, v in env.items())) == []
+        assert (
+            "MLOPS_RUNTIME_PARAM_artifact_credential" not in env and "MLOPS_RUNTIME_PARAM_HuggingFaceToken" not in env
+        )
 
 
 def test_vllm_port_refuses_requests_without_the_per_launch_key(main_env):

@@ -31,18 +31,20 @@ def predictions(response: requests.Response) -> list[str]:
     return response.json()["predictions"]
 
 
-def test_load_model_ran_once_and_served_without_hub(main_env):
+def test_load_model_ran_once_then_the_artifact_was_fetched_and_served_without_hub(main_env):
     calls = (main_env.root / "hook-calls.txt").read_text().splitlines()
     assert len(calls) == 1  # once per container, although DRUM runs two workers
     assert "Booting worker" in main_env.log() and main_env.log().count("Booting worker") == 2
-    assert "from " + str(main_env.root / "model-folder" / "vllm") in main_env.log()
-    assert "HF_HUB_OFFLINE=1" in main_env.log()
+    log = main_env.log()
+    assert log.index("load_model hook finished") < log.index("fetching s3://models/tiny") < log.index("vLLM launching")
+    assert "from runtime parameter 'artifact_uri' (s3://models/tiny)" in log
+    assert "HF_HUB_OFFLINE=1" in log
 
 
 def test_models_lists_served_names(main_env):
     ids = [m.id for m in openai.OpenAI(base_url=f"{main_env.url}/v1", api_key="x").models.list()]
     assert "datarobot-deployed-llm" in ids
-    assert "vllm" in ids  # the hook folder's name: no `model` parameter was set
+    assert "tiny" in ids  # artifact_uri's last part: no `model` parameter was set
 
 
 def test_batch_rows_come_back_in_order_matching_each_prompt_sent_alone(main_env):
@@ -84,7 +86,7 @@ def test_prompt_longer_than_max_model_len_fails_naming_the_row_and_reason(main_e
 def test_chat_plain_with_both_model_names(main_env):
     client = openai.OpenAI(base_url=f"{main_env.url}/v1", api_key="x")
     answers = []
-    for model in ("datarobot-deployed-llm", "vllm"):
+    for model in ("datarobot-deployed-llm", "tiny"):
         reply = client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": "hello"}], max_tokens=6, temperature=0
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 from .. import process_env
 from ..contract import DEFAULT_TARGET, TARGET_VAR, VllmEndpoint, WorkerContract
 from ..plan import LaunchPlan
+from ..settings import PARAMETERS
 from .processes import Child
 
 ADAPTER_CODE_DIR = Path(__file__).resolve().parent.parent / "adapter" / "drum_code"
@@ -34,8 +35,10 @@ def default_workers(cpus: int | None) -> int:
 
 
 def drum_env(plan: LaunchPlan, endpoint: VllmEndpoint, base: Mapping[str, str]) -> dict[str, str]:
-    """DRUM's environment: the platform's (it needs DATAROBOT_* and runtime params) plus the worker contract."""
-    env = dict(base)
+    """DRUM's environment: the platform's (it needs DATAROBOT_* and runtime params) plus the worker
+    contract, minus our credential parameters (the workers need none: the contract carries vLLM's key)."""
+    secrets = {f"MLOPS_RUNTIME_PARAM_{p.name}" for p in PARAMETERS if p.type == "credential"}
+    env = {k: v for k, v in base.items() if k not in secrets}
     env.update(process_env.cache_env(plan.cache_dir))
     env.setdefault("MAX_WORKERS", str(default_workers(os.cpu_count())))  # CUSTOM_MODEL_WORKERS still wins
     # Workers wait in load_model until vLLM is healthy; gunicorn kills a worker that has not

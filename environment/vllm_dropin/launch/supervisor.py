@@ -17,7 +17,9 @@ import traceback
 from pathlib import Path
 
 from .. import events, preflight, runtime_params, user_hook
-from ..errors import DropinError, ExitCode, HookError
+from .. import plan as plan_mod
+from ..artifacts import fetch as artifacts
+from ..errors import ArtifactError, DropinError, ExitCode, HookError
 from ..prepare import prepare
 from . import drum_server, vllm_server
 from .processes import Child
@@ -72,15 +74,25 @@ def _run(
     settings = runtime_params.read()
     reporter.set_verify_ssl(settings.verifySSL)
     prepared = prepare(code_dir, settings, os.environ)
-    if prepared.load_model is not None:
-        # Fail on a bad flag before a long load_model: vLLM's parser, in vLLM's Python.
+    if prepared.load_model is not None or prepared.plan.model.assumed:
+        # Fail on a bad flag before a long load_model or download: vLLM's parser, in vLLM's Python.
         vllm_server.check(prepared.plan)
+    if prepared.load_model is not None:
         reporter.report("load_model hook started", f"running load_model from {code_dir / user_hook.CUSTOM_FILE}")
         user_hook.run(prepared.load_model, code_dir)
         reporter.report("load_model hook finished")
         if stop.is_set():  # asked to stop while the hook ran: launch nothing
             return ExitCode.OK
     plan = prepared.settled()
+    if plan.model.artifact is not None:
+        reporter.report("Fetching model", plan.model.artifact)
+        try:
+            artifacts.fetch(settings, plan.cache_dir, reporter, stop.is_set)
+        except ArtifactError:
+            if stop.is_set():  # asked to stop during the download: what is whole stays cached
+                return ExitCode.OK
+            raise
+        plan = plan_mod.settle_model(plan, settings, code_dir)
     preflight.check(plan, settings, os.environ)
     vllm_server.prepare_cache(plan)
 
