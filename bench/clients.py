@@ -14,9 +14,11 @@ from .servers import Endpoint
 from .workload import Result, csv_of, messages
 
 
-def post_batch(name: str, url: str, rows: list[str], timeout_s: float = 3600) -> Result:
-    """One CSV through DRUM's /predictions/, as the platform's batch jobs send it."""
-    body = csv_of(rows)
+def post_batch(
+    name: str, url: str, rows: list[str], timeout_s: float = 3600, extra: dict[str, list[str]] | None = None
+) -> Result:
+    """One CSV through DRUM's /predictions/, as the platform's batch jobs send it (`extra`: more columns)."""
+    body = csv_of(rows, extra=extra)
     start = time.perf_counter()
     response = requests.post(f"{url}/predictions/", data=body, headers={"Content-Type": "text/csv"}, timeout=timeout_s)
     seconds = time.perf_counter() - start

@@ -1,5 +1,5 @@
-"""Parallelism benchmark: the same model served by our environment under several parallel plans
-(one GPU, `parallelism=auto`, tensor parallel ...), each measured the same way.
+"""Deployment benchmark: the same model served by our environment under several configurations
+(one GPU, `parallelism=auto`, tensor parallel, LoRA adapters ...), each measured the same way.
 
 Per configuration: start `start_server.sh` (runtime parameters as the platform sets them), read
 the plan it logged ("parallelism: ...") and vLLM's own parallel sizes, time batch predictions
@@ -11,7 +11,13 @@ is its own deployment); configurations run in the order given, and a second roun
         --config auto='{}' --config tensor='{"parallelism": "tensor"}' [--rows 2048] [--output-tokens 128]
 
 A config is JSON: keys in upper case are environment variables, others runtime parameters,
-"engine_args" a list of extra engine_config.json flags.
+"engine_args" a list of extra engine_config.json flags, "adapters" a number of LoRA adapters
+(a1, a2, ...; bench/adapters.py) put in the model folder, "row_adapters" the adapter names cycled
+through the CSV's `adapter` column (set runtime parameter lora_adapter_column to "adapter"):
+
+    python -m bench.parallel --model DIR --chat-requests 0 --config base='{}' \
+        --config lora-base='{"adapters": 2}' \
+        --config lora-mixed='{"adapters": 2, "lora_adapter_column": "adapter", "row_adapters": ["a1", "a2"]}'
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ from pathlib import Path
 import openai
 
 from bench import clients, servers
+from bench.adapters import make_adapter
 from bench.workload import prompts
 from demo.running import RunningEnvironment, runtime_param_env
 
+BENCH_KEYS = ("engine_args", "adapters", "row_adapters")
 SIZES = re.compile(r"(tensor_parallel_size|data_parallel_size|pipeline_parallel_size)['\"]?[:=]\s*(\d+)")
 
 
@@ -80,10 +88,12 @@ def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int)
     work.mkdir(parents=True, exist_ok=True)
     engine = [*args.engine_args.split(), *config.get("engine_args", [])]
     folder = servers.model_folder(args.model, engine, work)
+    for i in range(config.get("adapters", 0)):
+        make_adapter(args.model, folder / "adapters" / f"a{i + 1}", seed=i)
     params = {"max_tokens": args.output_tokens, "temperature": 0.0}
     if args.concurrency:
         params["max_concurrent_rows"] = args.concurrency
-    params |= {k: v for k, v in config.items() if not k.isupper() and k != "engine_args"}
+    params |= {k: v for k, v in config.items() if not k.isupper() and k not in BENCH_KEYS}
     env = {
         **runtime_param_env({**params, "cache_dir": str(args.out / "cache")}),
         **{k: v for k, v in config.items() if k.isupper()},
@@ -96,9 +106,16 @@ def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int)
             (line.split("parallelism: ", 1)[1] for line in log.splitlines() if "parallelism: " in line), ""
         )
         rows = prompts(args.rows)
-        runs = [clients.post_batch(name, service.url, rows) for _ in range(args.repeats)]
+        cycle = config.get("row_adapters")
+        extra = {"adapter": [cycle[i % len(cycle)] for i in range(len(rows))]} if cycle else None
+        clients.post_batch("warm-up", service.url, rows[:32], extra={k: v[:32] for k, v in (extra or {}).items()})
+        runs = [clients.post_batch(name, service.url, rows, extra=extra) for _ in range(args.repeats)]
         best = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
-        chat = streamed_ttft(service.url, args.chat_requests, args.chat_concurrency, args.output_tokens)
+        chat = (
+            streamed_ttft(service.url, args.chat_requests, args.chat_concurrency, args.output_tokens)
+            if args.chat_requests
+            else {"requests_per_s": "-", "ttft_p50_s": "-", "ttft_p99_s": "-"}
+        )
         sizes = dict(SIZES.findall(service.log()))
         return {
             "config": name,

@@ -15,9 +15,9 @@ def prompts(n: int) -> list[str]:
     return [f"Row {i}: write {1 + i % 4} sentences about {TOPICS[i % len(TOPICS)]}." for i in range(n)]
 
 
-def csv_of(rows: list[str], column: str = "promptText") -> bytes:
+def csv_of(rows: list[str], column: str = "promptText", extra: dict[str, list[str]] | None = None) -> bytes:
     buffer = io.StringIO()
-    pd.DataFrame({column: rows}).to_csv(buffer, index=False)
+    pd.DataFrame({column: rows, **(extra or {})}).to_csv(buffer, index=False)
     return buffer.getvalue().encode()
 
 
