@@ -40,17 +40,23 @@ BENCH_KEYS = ("engine_args", "adapters", "row_adapters")
 SIZES = re.compile(r"(tensor_parallel_size|data_parallel_size|pipeline_parallel_size)['\"]?[:=]\s*(\d+)")
 
 
-def streamed_ttft(url: str, count: int, concurrency: int, max_tokens: int) -> dict:
-    """`count` streamed chats through DRUM, `concurrency` at a time: TTFT percentiles and throughput."""
-    ttfts: list[float] = []
-    endpoint = servers.Endpoint(f"{url}/v1")
-    asked = prompts(count)
+def _cut(values: list[float], q: int) -> float:
+    if not values:
+        return float("nan")
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
 
+
+def streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max_tokens: int) -> dict:
+    """`count` streamed chats, `concurrency` at a time: throughput, time to first token (TTFT) and
+    inter-token latency (ITL: the gaps between a stream's content chunks) percentiles."""
+    ttfts: list[float] = []
+    gaps: list[float] = []
+    asked = prompts(count)
     failures: list[str] = []
 
     async def one(client: openai.AsyncOpenAI, i: int) -> int:
         sent = time.perf_counter()
-        chunks = 0
+        chunks, last = 0, sent
         try:
             stream = await client.chat.completions.create(
                 model="datarobot-deployed-llm",
@@ -61,9 +67,12 @@ def streamed_ttft(url: str, count: int, concurrency: int, max_tokens: int) -> di
             )
             async for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
+                    now = time.perf_counter()
                     if chunks == 0:
-                        ttfts.append(time.perf_counter() - sent)
-                    chunks += 1
+                        ttfts.append(now - sent)
+                    else:
+                        gaps.append(now - last)
+                    chunks, last = chunks + 1, now
         except openai.OpenAIError as exc:  # counted, not fatal: the figures say how many failed
             failures.append(f"{type(exc).__name__}: {exc.__cause__!r}"[:200])
         return chunks
@@ -71,16 +80,39 @@ def streamed_ttft(url: str, count: int, concurrency: int, max_tokens: int) -> di
     started = time.perf_counter()
     answered = clients._run_workers(endpoint, count, concurrency, one)
     seconds = time.perf_counter() - started
-    cuts = statistics.quantiles(ttfts, n=100) if len(ttfts) > 1 else ttfts * 99
     return {
         "requests": count,
         "answered": sum(1 for a in answered if a),
         "failed": len(failures),
         "first_failures": sorted(set(failures))[:3],
         "requests_per_s": round(count / seconds, 1),
-        "ttft_p50_s": round(cuts[49], 3),
-        "ttft_p99_s": round(cuts[98], 3),
+        "ttft_p50_s": round(_cut(ttfts, 50), 3),
+        "ttft_p99_s": round(_cut(ttfts, 99), 3),
+        "itl_p50_ms": round(1000 * _cut(gaps, 50), 2),
+        "itl_p99_ms": round(1000 * _cut(gaps, 99), 2),
     }
+
+
+def chat_compared(service: RunningEnvironment, args: argparse.Namespace) -> dict:
+    """Streamed chats through DRUM and direct to the same vLLM, interleaved `--chat-rounds` times;
+    per path the median of each figure, and through DRUM / direct."""
+    paths = {"drum": servers.Endpoint(f"{service.url}/v1")}
+    if args.chat_direct:
+        paths["direct"] = servers.vllm_endpoint_of(service)
+    runs: dict[str, list[dict]] = {name: [] for name in paths}
+    for _ in range(args.chat_rounds):
+        for name, endpoint in paths.items():
+            runs[name].append(streamed_chats(endpoint, args.chat_requests, args.chat_concurrency, args.output_tokens))
+    out: dict = {}
+    for name, results in runs.items():
+        for key in results[0]:
+            values = [r[key] for r in results]
+            numeric = all(isinstance(v, int | float) for v in values)
+            out[f"{name}_{key}"] = statistics.median(values) if numeric else values[0]
+    if args.chat_direct:
+        for key in ("requests_per_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_ms"):
+            out[f"ratio_{key}"] = round(out[f"drum_{key}"] / out[f"direct_{key}"], 2)
+    return out
 
 
 def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int) -> dict:
@@ -111,11 +143,7 @@ def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int)
         clients.post_batch("warm-up", service.url, rows[:32], extra={k: v[:32] for k, v in (extra or {}).items()})
         runs = [clients.post_batch(name, service.url, rows, extra=extra) for _ in range(args.repeats)]
         best = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
-        chat = (
-            streamed_ttft(service.url, args.chat_requests, args.chat_concurrency, args.output_tokens)
-            if args.chat_requests
-            else {"requests_per_s": "-", "ttft_p50_s": "-", "ttft_p99_s": "-"}
-        )
+        chat = chat_compared(service, args) if args.chat_requests else {}
         sizes = dict(SIZES.findall(service.log()))
         return {
             "config": name,
@@ -143,6 +171,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--chat-requests", type=int, default=1024)
     p.add_argument("--chat-concurrency", type=int, default=256)
+    p.add_argument("--chat-direct", action="store_true", help="also stream the same chats direct to vLLM")
+    p.add_argument("--chat-rounds", type=int, default=1, help="interleaved rounds of streamed chats (medians)")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path(".build/bench-parallel"))
     args = p.parse_args()
@@ -154,12 +184,19 @@ def main() -> None:
             results.append(result)
             print(json.dumps(result), flush=True)
     base = results[0]["batch_rows_per_s"]
-    head = ("config", "round", "rows/s", "x first", "chat req/s", "TTFT p50", "TTFT p99")
+    head = ("config", "round", "rows/s", "x first", "chat req/s", "TTFT p50", "TTFT p99", "ITL p50 ms", "failed")
     print("\n" + " ".join(f"{h:>10}" for h in head) + "  plan")
     for r in results:
         cells = (r["config"], r["round"], r["batch_rows_per_s"], f"{r['batch_rows_per_s'] / base:.2f}")
-        cells += (r["chat_requests_per_s"], r["chat_ttft_p50_s"], r["chat_ttft_p99_s"])
-        print(" ".join(f"{c:>10}" for c in cells) + f"  {r['plan']}")
+        for path in ("drum", "direct"):
+            if f"chat_{path}_requests_per_s" in r:
+                chat = [
+                    r[f"chat_{path}_{k}"]
+                    for k in ("requests_per_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_ms", "failed")
+                ]
+                print(" ".join(f"{c:>10}" for c in (*cells, *chat)) + f"  {r['plan']} [{path}]")
+        if "chat_drum_requests_per_s" not in r:
+            print(" ".join(f"{c:>10}" for c in cells) + f"  {r['plan']}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "parallel.json").write_text(json.dumps(results, indent=1))
 

@@ -2,7 +2,9 @@
 
 A benchmark part only (named as such in its output): it answers every chat completion at once
 with the last user message echoed back, so the rows/s measured through DRUM are our ceiling
-and echoes make misaligned rows visible. Run: python -m bench.standin --port N
+and echoes make misaligned rows visible. A streamed request gets max_tokens chunks shaped as
+vLLM's (one word each, then a finish chunk and [DONE]), all written at once: the chunks/s
+measured through DRUM are our relay's ceiling. Run: python -m bench.standin --port N
 """
 
 from __future__ import annotations
@@ -32,8 +34,33 @@ def completion(body: dict) -> dict:
     }
 
 
+def _chunk(created: int, model: str, delta: dict, finish: str | None) -> bytes:
+    body = {
+        "id": "chatcmpl-standin",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+
+def stream_body(body: dict) -> bytes:
+    """The whole SSE body of a streamed answer: role, max_tokens words, finish, [DONE]."""
+    created, model = int(time.time()), body.get("model", MODEL)
+    words = body["messages"][-1]["content"].split() or ["x"]
+    count = int(body.get("max_tokens") or 16)
+    parts = [_chunk(created, model, {"role": "assistant", "content": ""}, None)]
+    parts += [_chunk(created, model, {"content": f" {words[i % len(words)]}"}, None) for i in range(count)]
+    parts += [_chunk(created, model, {}, "length"), b"data: [DONE]\n\n"]
+    return b"".join(parts)
+
+
 async def chat(request: web.Request) -> web.Response:
-    return web.json_response(completion(await request.json()), dumps=json.dumps)
+    body = await request.json()
+    if body.get("stream"):
+        return web.Response(body=stream_body(body), content_type="text/event-stream")
+    return web.json_response(completion(body), dumps=json.dumps)
 
 
 async def models(_request: web.Request) -> web.Response:

@@ -1,24 +1,63 @@
-"""Chat passthrough details that only show with unusual tokens."""
+"""Chat passthrough details: unusual tokens, DRUM's view of a relayed chunk, whole SSE events."""
 
 import json
 
 import pytest
+from datarobot_drum.drum.language_predictors.base_language_predictor import BaseLanguagePredictor
 from datarobot_drum.drum.root_predictors.predict_mixin import PredictMixin
 
-from vllm_dropin.adapter.chat import SseSafeChunk
+from vllm_dropin.adapter.chat import RelayChunk
+from vllm_dropin.adapter.sse import whole_events
 
 
-@pytest.mark.parametrize("text", ["a\u2028b", "a\u2029b", "a\x85b", "line\nbreak", "tab\there", "plain"])
-def test_streamed_chunks_survive_drums_sse_encoding(text):
-    chunk = SseSafeChunk.construct(
-        id="c",
-        object="chat.completion.chunk",
-        created=1,
-        model="m",
-        choices=[{"index": 0, "delta": {"content": text}, "finish_reason": None}],
-    )
-    sse = "".join(PredictMixin._stream_openai_chunks([chunk]))  # DRUM's own encoder
+def chunk(content: str | None, finish: str | None = None) -> RelayChunk:
+    delta = {} if content is None else {"content": content}
+    return RelayChunk.build(
+        response=None,
+        data={"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+              "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]},
+    )  # fmt: skip
+
+
+def events_of(sse: str) -> list[dict]:
     events = [e for e in sse.split("\n\n") if e and e != "data: [DONE]"]
-    assert len(events) == 1
-    data = "\n".join(line.removeprefix("data: ") for line in events[0].split("\n"))
-    assert json.loads(data)["choices"][0]["delta"]["content"] == text
+    return [json.loads("\n".join(line.removeprefix("data: ") for line in e.split("\n"))) for e in events]
+
+
+@pytest.mark.parametrize("text", ["a\u2028b", "a\u2029b", "a\x85b", "line\nbreak", "tab\there", "plain", "ü✓"])
+def test_streamed_chunks_survive_drums_sse_encoding(text):
+    sse = "".join(PredictMixin._stream_openai_chunks([chunk(text)]))  # DRUM's own encoder
+    [event] = events_of(sse)
+    assert event["choices"][0]["delta"]["content"] == text
+
+
+def test_drum_sees_the_content_and_its_association_id_reaches_every_chunk():
+    """DRUM's own stream wrapper: it checks the first chunk's type, collects the content for its
+    reporting and sets the association id; the relayed JSON is vLLM's plus that id."""
+    sent = [chunk("Hello"), chunk(" world"), chunk(None, "stop")]
+    checked = BaseLanguagePredictor._validate_chat_response(iter(sent))
+    sse = "".join(PredictMixin._stream_openai_chunks(checked))
+    for item in sent:
+        item.datarobot_association_id = "assoc-1"
+    events = events_of("".join(PredictMixin._stream_openai_chunks(sent)))
+    assert [e["datarobot_association_id"] for e in events] == ["assoc-1"] * 3
+    assert [e["choices"][0]["delta"].get("content") for e in events] == ["Hello", " world", None]
+    assert events_of(sse)[0] == {k: v for k, v in events[0].items() if k != "datarobot_association_id"}
+    assert [c.choices[0].delta.content for c in sent] == ["Hello", " world", None]
+
+
+def test_whole_events_join_drums_parts_and_close_the_source():
+    closed = []
+
+    def parts():
+        try:
+            yield from ["data: {1}\n", "\n", "data: {2}\n", "\n", "data: [DONE]\n\n"]
+        finally:
+            closed.append(True)
+
+    assert list(whole_events(parts())) == [b"data: {1}\n\n", b"data: {2}\n\n", b"data: [DONE]\n\n"]
+    assert closed == [True]
+    stream = whole_events(parts())
+    assert next(stream) == b"data: {1}\n\n"
+    stream.close()  # the client went away mid-stream
+    assert closed == [True, True]

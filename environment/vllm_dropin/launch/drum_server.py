@@ -18,10 +18,15 @@ ADAPTER_CODE_DIR = Path(__file__).resolve().parent.parent / "adapter" / "drum_co
 
 # DRUM's gunicorn reads these as runtime parameters. A sync worker answers one request at a
 # time; gevent lets one worker hold many chat streams and batch requests while they wait on
-# vLLM. Users who set them keep their values.
+# vLLM. DRUM's gevent worker closes a new connection whose first byte has not been read within
+# 2 s; a worker busy relaying hundreds of streams reads late, and those clients got ReadError
+# (measured: 104 of 1024 streamed chats at 256 in flight on one H200). Keep-alive (DRUM: off)
+# spares a client a new connection per request. Users who set them keep their values.
 DRUM_SERVER_DEFAULTS = {
     "DRUM_GUNICORN_WORKER_CLASS": {"type": "string", "payload": "gevent"},
     "DRUM_WORKER_CONNECTIONS": {"type": "numeric", "payload": 1024},
+    "DRUM_GUNICORN_FIRST_BYTE_TIMEOUT": {"type": "numeric", "payload": 30},
+    "DRUM_GUNICORN_KEEP_ALIVE": {"type": "numeric", "payload": 5},
 }
 
 

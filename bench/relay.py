@@ -1,0 +1,122 @@
+"""python -m bench.relay: our streamed-chat relay's ceiling, chunks/s through one DRUM worker.
+
+The upstream is the streaming stand-in (bench.standin: every chunk of an answer written at
+once, so it is never the limit); the client reads raw SSE bytes with aiohttp and counts events
+(cheaper than the relay it measures). DRUM runs one gevent worker with our adapter, started as
+the entrypoint starts it. `--profile` samples that worker with py-spy during the timed run and
+prints where its time goes (own time per function, and the top of the stacks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench import memory, servers
+from vllm_dropin.contract import BatchSettings
+
+BATCH = BatchSettings(prompt_column_name="promptText", max_tokens=16, n=1, temperature=0.0,
+                      max_concurrent_rows=16, row_errors="fail")  # fmt: skip
+
+
+async def _streams(url: str, streams: int, tokens: int) -> tuple[int, float, list[float]]:
+    """`streams` streamed chats at once; (events received, seconds, time to first event per stream)."""
+    body = {"model": "datarobot-deployed-llm", "stream": True, "max_tokens": tokens,
+            "messages": [{"role": "user", "content": "one two three four five six seven eight"}]}  # fmt: skip
+    firsts: list[float] = []
+
+    async def one(session: aiohttp.ClientSession) -> int:
+        sent = time.perf_counter()
+        events = 0
+        async with session.post(f"{url}/v1/chat/completions", json=body) as response:
+            response.raise_for_status()
+            async for data in response.content.iter_any():
+                if events == 0:
+                    firsts.append(time.perf_counter() - sent)
+                events += data.count(b"\n\n")
+        return events
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
+        await asyncio.gather(*(one(session) for _ in range(min(streams, 4))))  # warm-up
+        firsts.clear()
+        started = time.perf_counter()
+        counts = await asyncio.gather(*(one(session) for _ in range(streams)))
+        return sum(counts), time.perf_counter() - started, firsts
+
+
+def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen:
+    py_spy = Path(sys.executable).parent / "py-spy"
+    argv = [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
+            "--format", "raw", "--output", str(out), "--nonblocking"]  # fmt: skip
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _summary(raw: Path, top: int = 15) -> str:
+    """Own samples per function and per source file (the last frame of each stack) from py-spy's
+    collapsed stacks."""
+    own: collections.Counter[str] = collections.Counter()
+    files: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        leaf = stack.split(";")[-1]
+        total += int(count)
+        name, _, where = leaf.partition(" (")
+        path = where.rsplit(":", 1)[0]
+        own[f"{name} ({path.rsplit('/', 1)[-1]})"] += int(count)
+        files["/".join(path.split("/site-packages/")[-1].split("/")[:2])] += int(count)
+    by_function = "\n".join(f"{100 * n / total:5.1f} %  {name}" for name, n in own.most_common(top))
+    by_file = "\n".join(f"{100 * n / total:5.1f} %  {name}" for name, n in files.most_common(top))
+    return f"{total} samples; own time per function:\n{by_function}\nper package/module:\n{by_file}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.relay", description=__doc__)
+    p.add_argument("--streams", type=int, default=64)
+    p.add_argument("--tokens", type=int, default=256, help="chunks per stream")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--profile", action="store_true")
+    args = p.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-relay-"))
+    upstream_service, upstream = servers.standin(work)
+    os.environ["MAX_WORKERS"] = "1"  # one DRUM worker: the figure is per worker
+    try:
+        upstream_service.wait_http(f"{upstream.base_url}/models", 60)
+        service, url = servers.adapter_only(upstream, BATCH, work)
+        try:
+            service.wait_http(f"{url}/v1/models", 120)
+            [worker] = memory.drum_workers(service.proc.pid)
+            rates, firsts_ms = [], []
+            for i in range(args.repeats):
+                profiler = _profile(worker, 10, work / "profile.txt") if args.profile and i == 0 else None
+                events, seconds, firsts = asyncio.run(_streams(url, args.streams, args.tokens))
+                rates.append(events / seconds)
+                firsts_ms.append(1000 * sorted(firsts)[len(firsts) // 2])
+                if profiler is not None:
+                    profiler.wait(60)
+            rates.sort()
+            print(json.dumps({"streams": args.streams, "chunks_per_stream": args.tokens + 3,
+                              "chunks_per_s_per_worker": round(rates[len(rates) // 2]),
+                              "runs": [round(r) for r in rates],
+                              "first_event_p50_ms": round(sorted(firsts_ms)[len(firsts_ms) // 2], 1)}))  # fmt: skip
+            if args.profile and (work / "profile.txt").exists():
+                print(_summary(work / "profile.txt"))
+        finally:
+            service.stop(sweep=True)
+    finally:
+        upstream_service.stop(sweep=True)
+
+
+if __name__ == "__main__":
+    main()
