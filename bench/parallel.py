@@ -15,7 +15,7 @@ A config is JSON: keys in upper case are environment variables, others runtime p
 (a1, a2, ...; bench/adapters.py) put in the model folder, "row_adapters" the adapter names cycled
 through the CSV's `adapter` column (set runtime parameter lora_adapter_column to "adapter"):
 
-    python -m bench.parallel --model DIR --chat-requests 0 --config base='{}' \
+    python -m bench.parallel --model DIR --chat-loads '' --config base='{}' \
         --config lora-base='{"adapters": 2}' \
         --config lora-mixed='{"adapters": 2, "lora_adapter_column": "adapter", "row_adapters": ["a1", "a2"]}'
 """
@@ -93,26 +93,37 @@ def streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max
     }
 
 
-def chat_compared(service: RunningEnvironment, args: argparse.Namespace) -> dict:
-    """Streamed chats through DRUM and direct to the same vLLM, interleaved `--chat-rounds` times;
-    per path the median of each figure, and through DRUM / direct."""
+def loads(text: str) -> list[tuple[int, int]]:
+    """'1x32,256x1024' -> [(1, 32), (256, 1024)]: streams in flight x requests."""
+    return [(int(a), int(b)) for a, b in (item.split("x") for item in text.split(",") if item)]
+
+
+def chat_compared(service: RunningEnvironment, args: argparse.Namespace) -> list[dict]:
+    """Per load, streamed chats through DRUM and direct to the same vLLM, interleaved
+    `--chat-rounds` times; per path the median of each figure, and through DRUM / direct."""
     paths = {"drum": servers.Endpoint(f"{service.url}/v1")}
     if args.chat_direct:
         paths["direct"] = servers.vllm_endpoint_of(service)
-    runs: dict[str, list[dict]] = {name: [] for name in paths}
-    for _ in range(args.chat_rounds):
-        for name, endpoint in paths.items():
-            runs[name].append(streamed_chats(endpoint, args.chat_requests, args.chat_concurrency, args.output_tokens))
-    out: dict = {}
-    for name, results in runs.items():
-        for key in results[0]:
-            values = [r[key] for r in results]
-            numeric = all(isinstance(v, int | float) for v in values)
-            out[f"{name}_{key}"] = statistics.median(values) if numeric else values[0]
-    if args.chat_direct:
-        for key in ("requests_per_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_ms"):
-            out[f"ratio_{key}"] = round(out[f"drum_{key}"] / out[f"direct_{key}"], 2)
-    return out
+    rows = []
+    for in_flight, count in args.chat_loads:
+        runs: dict[str, list[dict]] = {name: [] for name in paths}
+        for _ in range(args.chat_rounds):
+            for name, endpoint in paths.items():
+                runs[name].append(streamed_chats(endpoint, count, in_flight, args.output_tokens))
+        for name, results in runs.items():
+            row: dict = {"in_flight": in_flight, "path": name}
+            for key in results[0]:
+                values = [r[key] for r in results]
+                numeric = all(isinstance(v, int | float) for v in values)
+                row[key] = statistics.median(values) if numeric else values[0]
+            rows.append(row)
+        if args.chat_direct:
+            drum, direct = rows[-2], rows[-1]
+            keys = ("requests_per_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_ms", "itl_p99_ms")
+            rows.append(
+                {"in_flight": in_flight, "path": "DRUM/direct"} | {k: round(drum[k] / direct[k], 2) for k in keys}
+            )
+    return rows
 
 
 def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int) -> dict:
@@ -143,7 +154,7 @@ def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int)
         clients.post_batch("warm-up", service.url, rows[:32], extra={k: v[:32] for k, v in (extra or {}).items()})
         runs = [clients.post_batch(name, service.url, rows, extra=extra) for _ in range(args.repeats)]
         best = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
-        chat = chat_compared(service, args) if args.chat_requests else {}
+        chat = chat_compared(service, args)
         sizes = dict(SIZES.findall(service.log()))
         return {
             "config": name,
@@ -152,7 +163,7 @@ def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int)
             "batch_rows": args.rows,
             "batch_answered": len(best.texts or []),
             "batch_rows_per_s": round(best.rows_per_s, 1),
-            **{f"chat_{k}": v for k, v in chat.items()},
+            "chat": chat,
             "vllm_sizes": sizes,
             "plan": plan_line,
         }
@@ -169,8 +180,12 @@ def main() -> None:
     p.add_argument("--output-tokens", type=int, default=128)
     p.add_argument("--concurrency", type=int, help="batch rows in flight (default: the environment's, 256 a replica)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--chat-requests", type=int, default=1024)
-    p.add_argument("--chat-concurrency", type=int, default=256)
+    p.add_argument(
+        "--chat-loads",
+        type=loads,
+        default=loads("256x1024"),
+        help="streamed chats, IN_FLIGHTxREQUESTS, comma-separated; '' for none (default: 256x1024)",
+    )
     p.add_argument("--chat-direct", action="store_true", help="also stream the same chats direct to vLLM")
     p.add_argument("--chat-rounds", type=int, default=1, help="interleaved rounds of streamed chats (medians)")
     p.add_argument("--rounds", type=int, default=1)
@@ -184,19 +199,16 @@ def main() -> None:
             results.append(result)
             print(json.dumps(result), flush=True)
     base = results[0]["batch_rows_per_s"]
-    head = ("config", "round", "rows/s", "x first", "chat req/s", "TTFT p50", "TTFT p99", "ITL p50 ms", "failed")
-    print("\n" + " ".join(f"{h:>10}" for h in head) + "  plan")
+    print(f"\n{'config':>12} {'round':>5} {'rows/s':>8} {'x first':>7}  plan")
     for r in results:
-        cells = (r["config"], r["round"], r["batch_rows_per_s"], f"{r['batch_rows_per_s'] / base:.2f}")
-        for path in ("drum", "direct"):
-            if f"chat_{path}_requests_per_s" in r:
-                chat = [
-                    r[f"chat_{path}_{k}"]
-                    for k in ("requests_per_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_ms", "failed")
-                ]
-                print(" ".join(f"{c:>10}" for c in (*cells, *chat)) + f"  {r['plan']} [{path}]")
-        if "chat_drum_requests_per_s" not in r:
-            print(" ".join(f"{c:>10}" for c in cells) + f"  {r['plan']}")
+        ratio = r["batch_rows_per_s"] / base
+        print(f"{r['config']:>12} {r['round']:>5} {r['batch_rows_per_s']:>8} {ratio:>7.2f}  {r['plan']}")
+    keys = ("requests_per_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_ms", "itl_p99_ms", "failed")
+    print(f"\n{'config':>12} {'in flight':>9} {'path':>12} " + " ".join(f"{k:>14}" for k in keys))
+    for r in results:
+        for row in r["chat"]:
+            cells = " ".join(f"{row.get(k, ''):>14}" for k in keys)
+            print(f"{r['config']:>12} {row['in_flight']:>9} {row['path']:>12} {cells}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "parallel.json").write_text(json.dumps(results, indent=1))
 
