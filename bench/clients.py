@@ -23,8 +23,18 @@ def post_batch(
     response = requests.post(f"{url}/predictions/", data=body, headers={"Content-Type": "text/csv"}, timeout=timeout_s)
     seconds = time.perf_counter() - start
     response.raise_for_status()
-    texts = [str(p) for p in response.json()["predictions"]]
-    return Result(name, len(rows), seconds, texts=texts)
+    answer = response.json()
+    texts = [str(p) for p in answer["predictions"]]
+    return Result(name, len(rows), seconds, texts=texts, completion_tokens=_completion_tokens(answer))
+
+
+def _completion_tokens(answer: dict) -> int | None:
+    """Total completion tokens when runtime parameter row_details is on (DRUM's 'split' extra columns)."""
+    extra = answer.get("extraModelOutput")
+    if not isinstance(extra, dict) or "completion_tokens" not in extra.get("columns", []):
+        return None
+    column = extra["columns"].index("completion_tokens")
+    return sum(int(row[column]) for row in extra["data"])
 
 
 # One event loop for the whole run, so clients (and their keep-alive connections) outlive a run:

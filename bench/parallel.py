@@ -185,6 +185,7 @@ def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int)
             "batch_rows": args.rows,
             "batch_answered": len(best.texts or []),
             "batch_rows_per_s": round(best.rows_per_s, 1),
+            "batch_output_tokens_per_s": best.completion_tokens and round(best.completion_tokens / best.seconds),
             "chat": chat,
             "vllm_sizes": sizes,
             "plan": plan_line,
@@ -221,10 +222,11 @@ def main() -> None:
             results.append(result)
             print(json.dumps(result), flush=True)
     base = results[0]["batch_rows_per_s"]
-    print(f"\n{'config':>12} {'round':>5} {'rows/s':>8} {'x first':>7}  plan")
+    print(f"\n{'config':>12} {'round':>5} {'rows/s':>8} {'x first':>7} {'tok/s':>8}  plan")
     for r in results:
         ratio = r["batch_rows_per_s"] / base
-        print(f"{r['config']:>12} {r['round']:>5} {r['batch_rows_per_s']:>8} {ratio:>7.2f}  {r['plan']}")
+        tokens = r["batch_output_tokens_per_s"] or "-"
+        print(f"{r['config']:>12} {r['round']:>5} {r['batch_rows_per_s']:>8} {ratio:>7.2f} {tokens:>8}  {r['plan']}")
     keys = ("requests_per_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_ms", "itl_p99_ms", "failed")
     print(f"\n{'config':>12} {'in flight':>9} {'path':>12} " + " ".join(f"{k:>14}" for k in keys))
     for r in results:

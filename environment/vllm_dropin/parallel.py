@@ -81,11 +81,26 @@ def _tensor_sizes(gpus: int, heads: int | None) -> list[int]:
     return [tp for tp in range(1, gpus + 1) if heads is None or heads % tp == 0]
 
 
+def _size(explicit: Mapping[str, object], dest: str) -> int | None:
+    """A size the user set, as a whole number >= 1; ConfigError naming the flag for anything else
+    (read without vLLM's parser, a flag may hold the next flag or nothing)."""
+    value = explicit.get(dest)
+    if value is None:
+        return None
+    number = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, str) and value.isdigit():
+        number = int(value)
+    if number is None or number < 1:
+        shown = "nothing" if value is True else repr(value)[:40]
+        raise ConfigError(f"engine_config.json: --{dest.replace('_', '-')} needs a whole number >= 1, got {shown}")
+    return number
+
+
 def _user(explicit: Mapping[str, object], gpus: int) -> ParallelPlan:
-    tp_set = explicit.get("tensor_parallel_size")
-    pp = int(explicit.get("pipeline_parallel_size") or 1)
-    dp = int(explicit.get("data_parallel_size") or 1)
-    tp = int(tp_set) if tp_set is not None else max(1, gpus // (pp * dp))
+    tp_set = _size(explicit, "tensor_parallel_size")
+    pp = _size(explicit, "pipeline_parallel_size") or 1
+    dp = _size(explicit, "data_parallel_size") or 1
+    tp = tp_set if tp_set is not None else max(1, gpus // (pp * dp))
     needed = tp * pp * dp
     if needed > gpus:
         raise ConfigError(
