@@ -26,13 +26,15 @@ import argparse
 import asyncio
 import json
 import re
+import shutil
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
 import aiohttp
 
-from bench import clients, servers
+from bench import clients, memory, relay, servers
 from bench.adapters import make_adapter
 from bench.workload import prompts
 from demo.running import RunningEnvironment, runtime_param_env
@@ -114,6 +116,33 @@ async def _streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: i
     }
 
 
+def _profile_drum(service: RunningEnvironment, seconds: int, out: Path) -> list[subprocess.Popen]:
+    """py-spy on every DRUM worker for `seconds` (raw stacks into out/drum-PID.txt)."""
+    py_spy = shutil.which("py-spy") or "py-spy"
+    return [
+        subprocess.Popen(
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(seconds),
+                "--rate",
+                "100",
+                "--format",
+                "raw",
+                "--output",
+                str(out / f"drum-{pid}.txt"),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in memory.drum_workers(service.proc.pid)
+    ]
+
+
 def loads(text: str) -> list[tuple[int, int]]:
     """'1x32,256x1024' -> [(1, 32), (256, 1024)]: streams in flight x requests."""
     return [(int(a), int(b)) for a, b in (item.split("x") for item in text.split(",") if item)]
@@ -128,9 +157,16 @@ def chat_compared(service: RunningEnvironment, args: argparse.Namespace) -> list
     rows = []
     for in_flight, count in args.chat_loads:
         runs: dict[str, list[dict]] = {name: [] for name in paths}
-        for _ in range(args.chat_rounds):
+        for round_no in range(args.chat_rounds):
             for name, endpoint in paths.items():
+                profile = args.profile_drum and name == "drum" and round_no == 0 and in_flight == args.chat_loads[-1][0]
+                profilers = _profile_drum(service, args.profile_drum, args.out) if profile else []
                 runs[name].append(streamed_chats(endpoint, count, in_flight, args.output_tokens))
+                for profiler in profilers:
+                    profiler.wait(120)
+                if profile:
+                    samples = relay.summary(sorted(args.out.glob("drum-*.txt")))
+                    print(f"DRUM workers at {in_flight} streams in flight, {samples}")
         for name, results in runs.items():
             row: dict = {"in_flight": in_flight, "path": name}
             for key in results[0]:
@@ -212,6 +248,9 @@ def main() -> None:
     p.add_argument("--chat-direct", action="store_true", help="also stream the same chats direct to vLLM")
     p.add_argument("--chat-rounds", type=int, default=1, help="interleaved rounds of streamed chats (medians)")
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument(
+        "--profile-drum", type=int, default=0, help="py-spy the DRUM workers for N s during the largest load"
+    )
     p.add_argument("--out", type=Path, default=Path(".build/bench-parallel"))
     args = p.parse_args()
     configs = [(c.split("=", 1)[0], json.loads(c.split("=", 1)[1])) for c in args.config]

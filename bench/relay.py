@@ -62,13 +62,13 @@ def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen:
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _summary(raw: Path, top: int = 15) -> str:
+def summary(raws: list[Path], top: int = 15) -> str:
     """Own samples per function and per source file (the last frame of each stack) from py-spy's
     collapsed stacks."""
     own: collections.Counter[str] = collections.Counter()
     files: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in raw.read_text().splitlines():
+    for line in (line for raw in raws if raw.exists() for line in raw.read_text().splitlines()):
         stack, _, count = line.rpartition(" ")
         leaf = stack.split(";")[-1]
         total += int(count)
@@ -76,6 +76,7 @@ def _summary(raw: Path, top: int = 15) -> str:
         path = where.rsplit(":", 1)[0]
         own[f"{name} ({path.rsplit('/', 1)[-1]})"] += int(count)
         files["/".join(path.split("/site-packages/")[-1].split("/")[:2])] += int(count)
+    total = total or 1
     by_function = "\n".join(f"{100 * n / total:5.1f} %  {name}" for name, n in own.most_common(top))
     by_file = "\n".join(f"{100 * n / total:5.1f} %  {name}" for name, n in files.most_common(top))
     return f"{total} samples; own time per function:\n{by_function}\nper package/module:\n{by_file}"
@@ -111,7 +112,7 @@ def main() -> None:
                               "runs": [round(r) for r in rates],
                               "first_event_p50_ms": round(sorted(firsts_ms)[len(firsts_ms) // 2], 1)}))  # fmt: skip
             if args.profile and (work / "profile.txt").exists():
-                print(_summary(work / "profile.txt"))
+                print(summary([work / "profile.txt"]))
         finally:
             service.stop(sweep=True)
     finally:
