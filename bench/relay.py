@@ -70,6 +70,8 @@ def summary(raws: list[Path], top: int = 15) -> str:
     total = 0
     for line in (line for raw in raws if raw.exists() for line in raw.read_text().splitlines()):
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue  # a frame's text broke the line (py-spy prints some values with newlines)
         leaf = stack.split(";")[-1]
         total += int(count)
         name, _, where = leaf.partition(" (")
