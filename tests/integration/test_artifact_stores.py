@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from demo.running import REPO, runtime_param_env
 from tests import store_servers
+from tests.helpers import make_model_folder
 from vllm_dropin import runtime_params
 from vllm_dropin.artifacts import fetch as artifacts
 from vllm_dropin.artifacts.fetch import STAGING, STATE
@@ -277,3 +281,18 @@ def test_gcs_missing_bucket_is_one_line(gcs, tmp_path):
         ArtifactError, match=r"^artifact_uri gs://nothere/tiny: bucket 'nothere' \(or a file in it\) does not exist$"
     ):
         fetch({"artifact_uri": "gs://nothere/tiny", "artifact_endpoint_url": gcs.endpoint}, tmp_path)
+
+
+def test_check_lists_the_store_without_fetching(s3, tiny_model, tmp_path):
+    folder = make_model_folder(tmp_path)
+    params = {**s3_params(s3), "cache_dir": str(tmp_path / "cache")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_RUNTIME_PARAM_")}
+    env |= {**runtime_param_env(params), "PYTHONPATH": str(REPO / "environment")}
+    argv = [sys.executable, "-m", "vllm_dropin", "check", "--code-dir", str(folder)]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    files = len(tree(tiny_model))
+    assert f"artifact_uri: s3://models/tiny: {files} files, " in done.stdout
+    assert "fetched before launch" in done.stdout and "OK: ready to launch once artifact_uri is fetched" in done.stdout
+    assert not (tmp_path / "cache" / "artifacts").exists()  # listed, not fetched
+    assert s3.credential["awsSecretAccessKey"] not in done.stdout + done.stderr

@@ -53,6 +53,7 @@ class Case:
 
 
 HUB = {"model": "org/some-model"}
+S3_KEYS = {"credentialType": "s3", "awsAccessKeyId": "key-id", "awsSecretAccessKey": "MisconfigSecretKey0123"}
 CASES = [
     # runtime parameters
     Case("numeric payload is text", "serve", 2, ("'temperature': payload 'hot' is text; it needs a number",),
@@ -105,6 +106,21 @@ CASES = [
          params=HUB, env={"HF_ENDPOINT": "http://127.0.0.1:9"}),
     Case("hub offline flag set", "serve", 2, ("HF_HUB_OFFLINE is set",), params=HUB, env={"HF_HUB_OFFLINE": "1"}),
     Case("code dir missing", "check", 2, ("is not a folder (set CODE_DIR or --code-dir)",), model="missing"),
+    # artifact_uri
+    Case("artifact_uri of an unknown scheme", "serve", 2, ("'artifact_uri': unsupported scheme 'ftp://'",),
+         params={"artifact_uri": "ftp://files.corp/llama"}),
+    Case("artifact credential of another store", "serve", 2,
+         ("'artifact_credential' is a 'azure' credential; s3://models/llama needs a 's3' one",),
+         params={"artifact_uri": "s3://models/llama", "artifact_credential": S3_KEYS | {"credentialType": "azure"}}),
+    Case("artifact folder missing", "serve", 5, ("artifact_uri /mnt/models/llama: no such folder",),
+         params={"artifact_uri": "/mnt/models/llama"}),
+    Case("artifact store unreachable", "serve", 5,
+         ("artifact_uri s3://models/llama: cannot read from http://127.0.0.1:9: EndpointConnectionError",),
+         params={"artifact_uri": "s3://models/llama", "artifact_endpoint_url": "http://127.0.0.1:9",
+                 "artifact_credential": S3_KEYS}),
+    Case("artifact store unreachable (check)", "check", 5, ("cannot read from http://127.0.0.1:9",),
+         params={"artifact_uri": "s3://models/llama", "artifact_endpoint_url": "http://127.0.0.1:9",
+                 "artifact_credential": S3_KEYS}),
     # the model's hook
     Case("custom.py does not import", "serve", 3, ("importing", "custom.py failed"), custom_py="def load_model(:\n"),
     Case("load_model raises", "serve", 3, ("load_model in", "raised RuntimeError"),
@@ -199,6 +215,7 @@ def check_outcome(case: Case, outcome: Outcome) -> None:
     for words in case.words:
         assert words in outcome.line, (words, outcome.line, outcome.output[-3000:])
     assert "Traceback" not in outcome.line
+    assert S3_KEYS["awsSecretAccessKey"] not in outcome.output
     if case.command == "serve":
         assert f"deployment event: Deployment failed: {outcome.line}\n" in outcome.output
         assert outcome.stop_s is not None and outcome.stop_s <= STOP_AFTER_ERROR_S, outcome.stop_s
