@@ -120,7 +120,8 @@ def fetch(settings: Settings, cache_dir: Path, reporter: EventReporter | None = 
         if not dest.is_dir():
             raise ArtifactError(f"artifact_uri {uri.shown}: no such folder")
         return dest
-    credentials.check_fits(settings.artifact_credential, uri.kind, uri.shown) if uri.remote else None
+    if uri.remote:
+        credentials.check_fits(settings.artifact_credential, uri.kind, uri.shown)
     root = dest.parent
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -134,7 +135,7 @@ def fetch(settings: Settings, cache_dir: Path, reporter: EventReporter | None = 
         return dest
     record.complete = None
     if uri.kind in ("http", "archive"):
-        _from_archive(store, uri, listing, root, record, reporter, stopping)
+        _from_archive(store, uri, listing, dest, record, reporter, stopping)
     else:
         staging = root / STAGING
         if dest.is_dir():  # an older version: update it in place of a fresh start
@@ -153,12 +154,13 @@ def _from_archive(
     store: Store | _LocalArchive,
     uri: ArtifactUri,
     listing: list[RemoteFile],
-    root: Path,
+    dest: Path,
     record: CacheRecord,
     reporter: EventReporter | None,
     stopping: Callable[[], bool],
 ) -> None:
     """Download the archive (unless local or already whole), unpack it aside, move its model folder in."""
+    root = dest.parent
     if isinstance(store, _LocalArchive):
         archive = store.path
     else:
@@ -167,7 +169,6 @@ def _from_archive(
     staging = root / STAGING
     shutil.rmtree(staging, ignore_errors=True)
     model = unpack(archive, staging, uri.shown)
-    dest = place(uri, root.parent.parent)
     shutil.rmtree(dest, ignore_errors=True)
     os.rename(model, dest)
     shutil.rmtree(staging, ignore_errors=True)
