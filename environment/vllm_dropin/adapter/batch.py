@@ -25,7 +25,6 @@ from typing import Any
 import openai
 import pandas as pd
 from datarobot_drum.drum.exceptions import CustomHTTPError
-from openai.types.chat import ChatCompletion
 
 from ..contract import BatchSettings
 from . import prompt_template
@@ -196,20 +195,22 @@ def _complete(upstream: Upstream, prompt: str) -> RowResult:
             # The plain POST: create()'s type-driven transform of the body cost a fifth of the
             # adapter's CPU, and the body we build needs none.
             model = getattr(prompt, "model", None) or upstream.batch.lora_adapter or upstream.model
-            completion = client.post(
-                "/chat/completions", body=request_for(prompt, upstream.batch, model), cast_to=ChatCompletion
+            # The answer stays the JSON dict: building openai's ChatCompletion model for three
+            # fields cost a tenth of the adapter's CPU (py-spy, 10000 rows against the stand-in).
+            completion: dict[str, Any] = client.post(
+                "/chat/completions", body=request_for(prompt, upstream.batch, model), cast_to=object
             )
     except openai.APIStatusError as exc:
         if exc.status_code >= 500:
             raise
         return RowResult(error=f"rejected by vLLM: {_upstream_message(exc)}")
-    ordered = sorted(completion.choices, key=lambda c: c.index)
-    usage = completion.usage
+    ordered = sorted(completion.get("choices") or [], key=lambda c: c.get("index", 0))
+    usage = completion.get("usage") or {}
     return RowResult(
-        choices=[c.message.content or "" for c in ordered],
-        prompt_tokens=usage.prompt_tokens if usage else None,
-        completion_tokens=usage.completion_tokens if usage else None,
-        finish_reasons=[c.finish_reason for c in ordered],
+        choices=[(c.get("message") or {}).get("content") or "" for c in ordered],
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        finish_reasons=[c.get("finish_reason") for c in ordered],
     )
 
 
