@@ -1,8 +1,8 @@
 """The demo: serve the offline tiny model through the environment, answer a CSV batch and a chat.
 
-Builds the model (no hub needed), makes a model folder from custom_model_template/ whose
-load_model copies the model into ${CODE_DIR}/vllm/ (the air-gapped flow), starts
-environment/start_server.sh as the image would, prints both answers and stops cleanly.
+Builds the model (no hub needed), makes a model folder from custom_model_template/ with
+`artifact_uri` naming the model's folder (the air-gapped flow: served in place, hub access off),
+starts environment/start_server.sh as the image would, prints both answers and stops cleanly.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from pathlib import Path
 from . import logs, preflight, runtime_params
 from .artifacts import fetch as artifacts
 from .errors import ConfigError, DropinError, ExitCode
-from .launch import vllm_server
+from .launch import ray_cluster, vllm_server
 from .launch.supervisor import report_failure, serve
 from .prepare import prepare
 
@@ -20,6 +20,11 @@ log = logging.getLogger("vllm_dropin")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vllm_dropin", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    worker = sub.add_parser(
+        "ray-worker", help="join a deployment's Ray cluster as a worker node (runtime parameter ray_nodes)"
+    )
+    worker.add_argument("--head", required=True, help="HOST:PORT of the serving container's Ray head")
+    worker.add_argument("--node-ip", help="this node's address as the others reach it (default: Ray's guess)")
     for name, text in (
         ("serve", "start vLLM and DRUM and supervise them"),
         ("check", "validate a model folder and parameters; print the vLLM command"),
@@ -87,6 +92,8 @@ def check(code_dir: Path) -> ExitCode:
 def main(argv: list[str] | None = None) -> int:
     logs.configure()
     args = _parser().parse_args(argv)
+    if args.command == "ray-worker":
+        return ray_cluster.run_worker(args.head, args.node_ip)
     code_dir = args.code_dir.resolve()
     try:
         if not code_dir.is_dir():

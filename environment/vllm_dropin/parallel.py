@@ -34,6 +34,7 @@ class ParallelInputs:
     gpus: GpuInventory
     model: ModelFootprint | None  # None: a hub model, or a folder that does not tell
     utilization: float | None  # runtime parameter 'gpu_memory_utilization'
+    nodes: int = 1  # Ray nodes (runtime parameter ray_nodes); `gpus` then counts the whole cluster's
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,36 @@ def plan(inputs: ParallelInputs, explicit: Mapping[str, object]) -> ParallelPlan
     ConfigError for impossible user sizes.
 
     `explicit`: the engine flags as vLLM's parser read them (they win; a flag's utilization too)."""
+    if inputs.nodes > 1:
+        return _over_nodes(inputs, explicit)
     return with_api_servers(_sizes(inputs, explicit), explicit)
+
+
+RAY_EXECUTOR = ["--distributed-executor-backend", "ray"]
+
+
+def _over_nodes(inputs: ParallelInputs, explicit: Mapping[str, object]) -> ParallelPlan:
+    """A Ray cluster: one engine over every node's GPUs through vLLM's Ray executor. 'auto' follows
+    vLLM's advice for several nodes (tensor parallel within a node, pipeline parallel across them);
+    data parallel replicas would be separate deployments, so they are not planned here."""
+    gpus, nodes = inputs.gpus.count, inputs.nodes
+    executor = [] if "distributed_executor_backend" in explicit else RAY_EXECUTOR
+    if set(SIZE_DESTS) & explicit.keys():
+        user = _user(explicit, gpus)
+        return ParallelPlan(user.tensor, user.pipeline, user.data, [*user.flags, *executor], user.reason)
+    if inputs.mode == "data":
+        raise ConfigError(
+            "runtime parameter 'parallelism': 'data' over a Ray cluster is not planned (each replica would be "
+            "its own deployment); use 'auto' or 'tensor', or set -tp/-pp/-dp in engine_config.json"
+        )
+    if inputs.mode == "tensor":
+        tp, pp, why = gpus, 1, f"parallelism=tensor over {nodes} Ray nodes: tensor parallel {gpus}"
+    else:
+        tp, pp = max(1, gpus // nodes), nodes
+        why = f"{nodes} Ray nodes, {gpus} GPUs: tensor parallel {tp} within each node x pipeline parallel {pp}"
+    flags = [*(["--tensor-parallel-size", str(tp)] if tp > 1 else [])]
+    flags += ["--pipeline-parallel-size", str(pp)] if pp > 1 else []
+    return ParallelPlan(tp, pp, 1, [*flags, *executor], why)
 
 
 def _sizes(inputs: ParallelInputs, explicit: Mapping[str, object]) -> ParallelPlan:

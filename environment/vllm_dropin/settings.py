@@ -111,6 +111,22 @@ class Settings:
         "data parallel over the rest. 'tensor': tensor parallel over all GPUs. 'data': one copy per GPU. "
         "-tp/-pp/-dp in engine_config.json win.",
     )
+    ray_nodes: int | None = declare(
+        feeds="launch",
+        minimum=1,
+        help="Serve across a Ray cluster of this many nodes: this container starts the Ray head on "
+        "ray_port and waits (startup_timeout_seconds) for the others, started from the same image as "
+        "`start_server.sh ray-worker --head THIS_HOST:ray_port`; vLLM then runs its Ray executor over "
+        "every node's GPUs ('auto': tensor parallel within a node, pipeline parallel across nodes). "
+        "Unset: one machine, no Ray.",
+    )
+    ray_port: int = declare(
+        6379,
+        feeds="launch",
+        minimum=1,
+        maximum=65535,
+        help="Port of the Ray head (with ray_nodes) that worker nodes join.",
+    )
     trust_remote_code: bool = declare(
         False,
         feeds="vllm_flag",

@@ -21,14 +21,14 @@ from .. import plan as plan_mod
 from ..artifacts import fetch as artifacts
 from ..errors import ArtifactError, DropinError, ExitCode, HookError
 from ..prepare import prepare
-from . import drum_server, vllm_server
+from . import drum_server, ray_cluster, vllm_server
 from .processes import Child
 
 log = logging.getLogger("vllm_dropin")
 
 # Stopping after the deployment was ready and asked to stop: DRUM drains in-flight requests,
 # then vLLM exits. Any other stop (a failed start, a dead child) has nothing to drain.
-DRAIN_GRACE_S = {"drum": 25.0, "vllm": 15.0}
+DRAIN_GRACE_S = {"drum": 25.0, "vllm": 15.0, "ray": 10.0}
 FAILED_GRACE_S = 2.0
 WATCH_S = 0.5
 
@@ -95,6 +95,15 @@ def _run(
         plan = plan_mod.settle_model(plan, settings, code_dir)
     preflight.check(plan, settings, os.environ)
     vllm_server.prepare_cache(plan)
+    if settings.ray_nodes:
+        head = ray_cluster.start_head(settings.ray_port)
+        children.append(head)
+        address = f"{ray_cluster.node_ip()}:{settings.ray_port}"
+        reporter.report("Ray head started", f"waiting for {settings.ray_nodes} nodes on port {settings.ray_port}")
+        cluster = ray_cluster.wait_for_nodes(address, settings.ray_nodes, plan.startup_timeout, stop.is_set, head)
+        if cluster is None:
+            return ExitCode.OK
+        plan = ray_cluster.with_cluster(plan, address, *cluster)
 
     vllm, endpoint = vllm_server.start(plan)
     children.append(vllm)
