@@ -25,6 +25,8 @@ from bench.workload import prompts
 from demo.running import START_SERVER, RunningEnvironment, Service, free_port, runtime_param_env
 from vllm_dropin.launch import ray_cluster
 
+DRUM_PORT = 8471
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
@@ -49,8 +51,11 @@ def main() -> None:
     worker = Service(argv, worker_env, args.out / "ray-worker.log", name="ray worker")
     params = {"ray_nodes": 2, "ray_port": port, "parallelism": args.parallelism, "max_tokens": 32,
               "temperature": 0.0, "cache_dir": str(args.out / "cache")}  # fmt: skip
-    env = {**runtime_param_env(params), "CUDA_VISIBLE_DEVICES": "0"}
+    # DRUM's port outside the ephemeral range: Ray's processes bind OS-assigned ports from it, and
+    # one took a port picked (and released) before Ray started. The image's 8080 is outside it too.
+    env = {**runtime_param_env(params), "CUDA_VISIBLE_DEVICES": "0", "ADDRESS": f"127.0.0.1:{DRUM_PORT}"}
     head = RunningEnvironment(folder, args.out / "environment.log", env=env)
+    head.url = f"http://127.0.0.1:{DRUM_PORT}"
     result: dict = {}
     try:
         result["ready_s"] = round(head.wait_ready(900), 1)

@@ -98,12 +98,12 @@ def _run(
     if settings.ray_nodes:
         head = ray_cluster.start_head(settings.ray_port)
         children.append(head)
-        address = f"{ray_cluster.node_ip()}:{settings.ray_port}"
+        ray_address = f"{ray_cluster.node_ip()}:{settings.ray_port}"
         reporter.report("Ray head started", f"waiting for {settings.ray_nodes} nodes on port {settings.ray_port}")
-        cluster = ray_cluster.wait_for_nodes(address, settings.ray_nodes, plan.startup_timeout, stop.is_set, head)
+        cluster = ray_cluster.wait_for_nodes(ray_address, settings.ray_nodes, plan.startup_timeout, stop.is_set, head)
         if cluster is None:
             return ExitCode.OK
-        plan = ray_cluster.with_cluster(plan, address, *cluster)
+        plan = ray_cluster.with_cluster(plan, ray_address, *cluster)
 
     vllm, endpoint = vllm_server.start(plan)
     children.append(vllm)
