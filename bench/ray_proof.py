@@ -38,7 +38,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     folder = servers.model_folder(args.model, args.engine_args.split(), args.out)
-    worker_env = {**os.environ, "CUDA_VISIBLE_DEVICES": "1"}
+    worker_env = {**os.environ, "CUDA_VISIBLE_DEVICES": "1", "VLLM_HOST_IP": "127.0.0.2"}  # vLLM wants an IP per node
     argv = [
         "bash",
         str(START_SERVER),
