@@ -20,7 +20,9 @@ from .. import events, preflight, runtime_params, user_hook
 from .. import plan as plan_mod
 from ..artifacts import fetch as artifacts
 from ..errors import ArtifactError, DropinError, ExitCode, HookError
+from ..plan import LaunchPlan
 from ..prepare import prepare
+from ..settings import Settings
 from . import drum_server, ray_cluster, vllm_server
 from .processes import Child
 
@@ -63,6 +65,35 @@ def report_failure(exc: DropinError, reporter: events.EventReporter | None = Non
     return exc.exit_code
 
 
+def _fetched(
+    plan: LaunchPlan, settings: Settings, code_dir: Path, reporter: events.EventReporter, stop: threading.Event
+) -> LaunchPlan | None:
+    """The plan once artifact_uri is fetched into the cache; None if asked to stop meanwhile (what
+    arrived whole stays cached)."""
+    reporter.report("Fetching model", plan.model.artifact or "")
+    try:
+        artifacts.fetch(settings, plan.cache_dir, reporter, stop.is_set)
+    except ArtifactError:
+        if stop.is_set():
+            return None
+        raise
+    return plan_mod.settle_model(plan, settings, code_dir)
+
+
+def _over_ray_cluster(
+    plan: LaunchPlan, settings: Settings, reporter: events.EventReporter, stop: threading.Event, children: list[Child]
+) -> LaunchPlan | None:
+    """Start the Ray head (a watched child), wait for every node; the plan over the cluster's GPUs.
+    None if asked to stop meanwhile."""
+    head = ray_cluster.start_head(settings.ray_port)
+    children.append(head)
+    address = f"{ray_cluster.node_ip()}:{settings.ray_port}"
+    reporter.report("Ray head started", f"waiting for {settings.ray_nodes} nodes on port {settings.ray_port}")
+    nodes = settings.ray_nodes or 1
+    cluster = ray_cluster.wait_for_nodes(address, nodes, plan.startup_timeout, stop.is_set, head)
+    return None if cluster is None else ray_cluster.with_cluster(plan, address, *cluster)
+
+
 def _run(
     code_dir: Path,
     address: str,
@@ -85,25 +116,15 @@ def _run(
             return ExitCode.OK
     plan = prepared.settled()
     if plan.model.artifact is not None:
-        reporter.report("Fetching model", plan.model.artifact)
-        try:
-            artifacts.fetch(settings, plan.cache_dir, reporter, stop.is_set)
-        except ArtifactError:
-            if stop.is_set():  # asked to stop during the download: what is whole stays cached
-                return ExitCode.OK
-            raise
-        plan = plan_mod.settle_model(plan, settings, code_dir)
+        plan = _fetched(plan, settings, code_dir, reporter, stop)
+        if plan is None:
+            return ExitCode.OK
     preflight.check(plan, settings, os.environ)
     vllm_server.prepare_cache(plan)
     if settings.ray_nodes:
-        head = ray_cluster.start_head(settings.ray_port)
-        children.append(head)
-        ray_address = f"{ray_cluster.node_ip()}:{settings.ray_port}"
-        reporter.report("Ray head started", f"waiting for {settings.ray_nodes} nodes on port {settings.ray_port}")
-        cluster = ray_cluster.wait_for_nodes(ray_address, settings.ray_nodes, plan.startup_timeout, stop.is_set, head)
-        if cluster is None:
+        plan = _over_ray_cluster(plan, settings, reporter, stop, children)
+        if plan is None:
             return ExitCode.OK
-        plan = ray_cluster.with_cluster(plan, ray_address, *cluster)
 
     vllm, endpoint = vllm_server.start(plan)
     children.append(vllm)
