@@ -24,7 +24,7 @@ def check_fits(cred: Mapping[str, Any] | None, store: str, shown_uri: str) -> No
     if not cred:
         return
     given, wanted = cred.get("credentialType"), TYPE_FOR[store]
-    if given is not None and given != wanted and not (store == "hf" and given == "api_token"):
+    if given is not None and given != wanted:
         raise ConfigError(f"runtime parameter '{PARAM}' is a '{given}' credential; {shown_uri} needs a '{wanted}' one")
 
 

@@ -14,7 +14,6 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 
@@ -22,6 +21,7 @@ from .. import process_env
 from ..errors import StartupError
 from ..gpus import GpuInventory
 from ..plan import LaunchPlan
+from . import vllm_server
 from .processes import Child
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,6 @@ def node_ip() -> str:
             return "127.0.0.1"
 
 
-def vllm_python(environ: Mapping[str, str]) -> str:
-    return environ.get("DROPIN_VLLM_PYTHON") or sys.executable
-
-
 def head_command(python: str, port: int) -> list[str]:
     return [python, *RAY_CLI, "start", "--head", f"--port={port}", "--block",
             "--include-dashboard=false", "--disable-usage-stats"]  # fmt: skip
@@ -68,7 +64,7 @@ def _env(environ: Mapping[str, str]) -> dict[str, str]:
 
 def start_head(port: int) -> Child:
     log.info("starting the Ray head on port %d", port)
-    return Child("ray", head_command(vllm_python(os.environ), port), _env(os.environ))
+    return Child("ray", head_command(vllm_server.vllm_python(), port), _env(os.environ))
 
 
 def _probe(python: str, address: str) -> dict | None:
@@ -83,7 +79,7 @@ def wait_for_nodes(
 ) -> tuple[int, int] | None:
     """(nodes, GPUs) once `nodes` have joined; None if `stopping()` first; StartupError on timeout or
     if the head exits."""
-    python = vllm_python(os.environ)
+    python = vllm_server.vllm_python()
     deadline = time.monotonic() + timeout_s
     seen: dict | None = None
     while time.monotonic() < deadline and not stopping():
@@ -117,7 +113,7 @@ def with_cluster(plan: LaunchPlan, address: str, nodes: int, gpus: int) -> Launc
 def run_worker(head: str, node_ip: str | None = None) -> int:
     """A worker node: join the head at `head` (HOST:PORT) and stay until the cluster goes away.
     Retries while the head is not up yet (pods start in any order), for up to 30 minutes."""
-    python = vllm_python(os.environ)
+    python = vllm_server.vllm_python()
     deadline = time.monotonic() + WORKER_JOIN_TIMEOUT_S
     while True:
         started = time.monotonic()

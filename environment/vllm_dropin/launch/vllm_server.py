@@ -40,12 +40,16 @@ def prepare_cache(plan: LaunchPlan) -> None:
             raise ConfigError(f"runtime parameter 'cache_dir': {path} is not writable")
 
 
+def vllm_python() -> str:
+    """The Python that has vLLM (and Ray, where the image has it)."""
+    return os.environ.get(VLLM_PYTHON_VAR) or sys.executable
+
+
 def _entry(plan: LaunchPlan, api_key: str, mode: list[str]) -> tuple[list[str], dict[str, str]]:
     """argv and environment of `vllm_entry` in vLLM's Python (scrubbed env, plan without secrets)."""
     env = process_env.with_package_path(process_env.vllm_env(plan, os.environ, api_key))
     env[vllm_entry.PLAN_VAR] = plan.to_json()
-    python = os.environ.get(VLLM_PYTHON_VAR) or sys.executable
-    return [python, "-m", "vllm_dropin.launch.vllm_entry", *mode], env
+    return [vllm_python(), "-m", "vllm_dropin.launch.vllm_entry", *mode], env
 
 
 def check(plan: LaunchPlan) -> list[str]:
