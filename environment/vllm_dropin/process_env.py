@@ -56,8 +56,13 @@ def vllm_env_additions(plan: LaunchPlan, base: Mapping[str, str], api_key: str) 
     return env
 
 
+def without_secrets(base: Mapping[str, str]) -> dict[str, str]:
+    """`base` minus every variable whose name marks a secret (or the platform's parameters)."""
+    return {k: v for k, v in base.items() if not is_secret_name(k)}
+
+
 def vllm_env(plan: LaunchPlan, base: Mapping[str, str], api_key: str) -> dict[str, str]:
     """vLLM's environment: the base minus every secret, plus exactly what vLLM needs."""
-    env = {k: v for k, v in base.items() if not is_secret_name(k)}
+    env = without_secrets(base)
     env.update(vllm_env_additions(plan, base, api_key))
     return env

@@ -54,6 +54,18 @@ class _LocalArchive:
         return [RemoteFile(self.path.name, stat.st_size, str(stat.st_mtime_ns))]
 
 
+def _store(uri: ArtifactUri, settings: Settings) -> Store | _LocalArchive:
+    """The store a remote URI names (its credential's type checked first), or the local archive."""
+    if not uri.remote:
+        return _LocalArchive(Path(uri.text))
+    credentials.check_fits(settings.artifact_credential, uri.kind, uri.shown)
+    return open_store(uri, settings)
+
+
+def _gigabytes(files: list[RemoteFile]) -> float:
+    return sum(max(f.size, 0) for f in files) / 1e9
+
+
 def _listing(uri: ArtifactUri, store: Store | _LocalArchive) -> list[RemoteFile]:
     try:
         listing = store.list()
@@ -94,13 +106,12 @@ def _fill(store: Store, uri: ArtifactUri, listing: list[RemoteFile], folder: Pat
           reporter: EventReporter | None, stopping: Callable[[], bool]) -> None:  # fmt: skip
     """Fetch into `folder` what the record does not hold whole, with progress."""
     todo = [f for f in listing if not record.whole(f, folder)]
-    total = sum(max(f.size, 0) for f in todo)
     if not todo:
         prune(folder, listing)
         return
     manifest = _manifest(store, uri, listing, folder)
-    log.info("fetching %s: %d of %d files, %.2f GB", uri.shown, len(todo), len(listing), total / 1e9)
-    progress = Progress(uri.shown, total, reporter)
+    log.info("fetching %s: %d of %d files, %.2f GB", uri.shown, len(todo), len(listing), _gigabytes(todo))
+    progress = Progress(uri.shown, sum(max(f.size, 0) for f in todo), reporter)
     progress.start()
     try:
         Transfer(store, uri.shown, folder, record, progress, manifest, stopping).run(todo, listing)
@@ -120,17 +131,15 @@ def fetch(settings: Settings, cache_dir: Path, reporter: EventReporter | None = 
         if not dest.is_dir():
             raise ArtifactError(f"artifact_uri {uri.shown}: no such folder")
         return dest
-    if uri.remote:
-        credentials.check_fits(settings.artifact_credential, uri.kind, uri.shown)
+    store = _store(uri, settings)
     root = dest.parent
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"runtime parameter 'cache_dir': cannot create {root} ({exc.strerror})") from None
     record = CacheRecord.load(root / STATE)
-    store = open_store(uri, settings) if uri.remote else _LocalArchive(Path(uri.text))
     listing = _listing(uri, store)
-    if record.complete == signature(listing) and dest.is_dir():
+    if record.holds(listing, dest):
         log.info("%s is whole in the cache (%s): nothing to fetch", uri.shown, dest)
         return dest
     record.complete = None
@@ -146,7 +155,7 @@ def fetch(settings: Settings, cache_dir: Path, reporter: EventReporter | None = 
     record.complete = signature(listing)
     record.save()
     if reporter is not None:
-        reporter.report("Model fetched", f"{uri.shown}: {sum(max(f.size, 0) for f in listing) / 1e9:.2f} GB")
+        reporter.report("Model fetched", f"{uri.shown}: {_gigabytes(listing):.2f} GB")
     return dest
 
 
@@ -184,13 +193,8 @@ def describe(settings: Settings, cache_dir: Path) -> str:
     dest = place(uri, cache_dir)
     if uri.kind == "folder":
         return f"artifact_uri: {uri.shown}, a folder served in place ({'present' if dest.is_dir() else 'MISSING'})"
-    if uri.remote:
-        credentials.check_fits(settings.artifact_credential, uri.kind, uri.shown)
-    store = open_store(uri, settings) if uri.remote else _LocalArchive(Path(uri.text))
-    listing = _listing(uri, store)
-    record = CacheRecord.load(dest.parent / STATE)
-    size = sum(max(f.size, 0) for f in listing) / 1e9
+    listing = _listing(uri, _store(uri, settings))
     cached = (
-        "whole in the cache" if record.complete == signature(listing) and dest.is_dir() else "fetched before launch"
+        "whole in the cache" if CacheRecord.load(dest.parent / STATE).holds(listing, dest) else "fetched before launch"
     )
-    return f"artifact_uri: {uri.shown}: {len(listing)} files, {size:.2f} GB, {cached} into {dest}"
+    return f"artifact_uri: {uri.shown}: {len(listing)} files, {_gigabytes(listing):.2f} GB, {cached} into {dest}"

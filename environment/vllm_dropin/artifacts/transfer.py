@@ -51,6 +51,10 @@ class CacheRecord:
             and (file.size < 0 or on_disk.stat().st_size == file.size)
         )
 
+    def holds(self, listing: list[RemoteFile], folder: Path) -> bool:
+        """`folder` is the whole copy of exactly this listing."""
+        return self.complete == signature(listing) and folder.is_dir()
+
     def record(self, file: RemoteFile) -> None:
         with self._lock:
             self.files[file.path] = [file.size, file.version]

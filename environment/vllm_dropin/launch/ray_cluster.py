@@ -15,7 +15,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from .. import process_env
 from ..errors import StartupError
@@ -57,18 +57,13 @@ def worker_command(python: str, head: str, node_ip: str | None = None) -> list[s
     return [python, *RAY_CLI, "start", f"--address={head}", *ip, "--block", "--disable-usage-stats"]
 
 
-def _env(environ: Mapping[str, str]) -> dict[str, str]:
-    """Ray's processes get no secret (they run vLLM's workers, which need none)."""
-    return {k: v for k, v in environ.items() if not process_env.is_secret_name(k)}
-
-
 def start_head(port: int) -> Child:
     log.info("starting the Ray head on port %d", port)
-    return Child("ray", head_command(vllm_server.vllm_python(), port), _env(os.environ))
+    return Child("ray", head_command(vllm_server.vllm_python(), port), process_env.without_secrets(os.environ))
 
 
 def _probe(python: str, address: str) -> dict | None:
-    env = {**_env(os.environ), "RAY_ADDRESS": address}
+    env = {**process_env.without_secrets(os.environ), "RAY_ADDRESS": address}
     done = subprocess.run([python, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
     lines = done.stdout.strip().splitlines()
     return json.loads(lines[-1]) if done.returncode == 0 and lines else None
@@ -118,7 +113,9 @@ def run_worker(head: str, node_ip: str | None = None) -> int:
     while True:
         started = time.monotonic()
         log.info("joining the Ray head at %s", head)
-        code = subprocess.run(worker_command(python, head, node_ip), env=_env(os.environ), check=False).returncode
+        code = subprocess.run(
+            worker_command(python, head, node_ip), env=process_env.without_secrets(os.environ), check=False
+        ).returncode
         if code == 0 or time.monotonic() - started > 60 or time.monotonic() > deadline:
             log.info("Ray worker exited with code %d", code)
             return code
