@@ -18,12 +18,17 @@ through the CSV's `adapter` column (set runtime parameter lora_adapter_column to
     python -m bench.parallel --model DIR --chat-loads '' --config base='{}' \
         --config lora-base='{"adapters": 2}' \
         --config lora-mixed='{"adapters": 2, "lora_adapter_column": "adapter", "row_adapters": ["a1", "a2"]}'
+
+Chats (`--chat-loads IN_FLIGHTxREQUESTS,...`): through DRUM and, with --chat-direct, straight to the
+same vLLM, interleaved; --chat-plain without streaming. Each run also reads vLLM's own /metrics
+before and after: its mean time from a request's arrival to the first token, and in its queue.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import re
 import shutil
@@ -33,6 +38,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import requests
 
 from bench import clients, memory, relay, servers
 from bench.adapters import make_adapter
@@ -57,6 +63,76 @@ def streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max
     client parsing every chunk into a model was itself the limit at 256 streams (its ITL p99 went
     to 0.9 s while the server had sent the chunks)."""
     return asyncio.run(_streamed_chats(endpoint, count, concurrency, max_tokens))
+
+
+def plain_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max_tokens: int) -> dict:
+    """`count` chats without streaming, `concurrency` at a time: throughput and latency percentiles."""
+    return asyncio.run(_plain_chats(endpoint, count, concurrency, max_tokens))
+
+
+async def _plain_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max_tokens: int) -> dict:
+    asked = prompts(count)
+    latencies: list[float] = []
+    failures: list[str] = []
+    headers = {"Authorization": f"Bearer {endpoint.api_key}"}
+    pending = iter(range(count))
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        for i in pending:
+            body = {"model": "datarobot-deployed-llm", "messages": [{"role": "user", "content": asked[i]}],
+                    "max_tokens": max_tokens, "temperature": 0.0}  # fmt: skip
+            sent = time.perf_counter()
+            try:
+                async with session.post(f"{endpoint.base_url}/chat/completions", json=body, headers=headers) as r:
+                    r.raise_for_status()
+                    await r.read()
+                latencies.append(time.perf_counter() - sent)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                failures.append(f"{type(exc).__name__}: {exc}"[:200])
+
+    timeout = aiohttp.ClientTimeout(total=900)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+    return {
+        "requests": count,
+        "answered": len(latencies),
+        "failed": len(failures),
+        "first_failures": sorted(set(failures))[:3],
+        "requests_per_s": round(count / seconds, 1),
+        "latency_p50_s": round(_cut(latencies, 50), 3),
+        "latency_p99_s": round(_cut(latencies, 99), 3),
+    }
+
+
+ENGINE_HISTOGRAMS = {
+    "vllm:time_to_first_token_seconds": "vllm_ttft_mean_s",
+    "vllm:request_queue_time_seconds": "vllm_queue_mean_s",
+}
+
+
+def engine_sums(vllm: servers.Endpoint) -> dict[str, float]:
+    """vLLM's own histograms (sum and count over every engine) from its /metrics: its view of the time
+    from a request's arrival to its first token, and of the time requests wait to be scheduled."""
+    url = vllm.base_url.removesuffix("/v1") + "/metrics"
+    text = requests.get(url, headers={"Authorization": f"Bearer {vllm.api_key}"}, timeout=30).text
+    sums: dict[str, float] = collections.defaultdict(float)
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name.removesuffix("_sum").removesuffix("_count") in ENGINE_HISTOGRAMS and not line.startswith("#"):
+            sums[name] += float(line.rsplit(" ", 1)[1])
+    return sums
+
+
+def engine_means(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Per histogram, the mean over the requests between two scrapes."""
+    means = {}
+    for name, key in ENGINE_HISTOGRAMS.items():
+        count = after.get(f"{name}_count", 0) - before.get(f"{name}_count", 0)
+        total = after.get(f"{name}_sum", 0) - before.get(f"{name}_sum", 0)
+        means[key] = round(total / count, 3) if count else float("nan")
+    return means
 
 
 async def _streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max_tokens: int) -> dict:
@@ -151,9 +227,11 @@ def loads(text: str) -> list[tuple[int, int]]:
 def chat_compared(service: RunningEnvironment, args: argparse.Namespace) -> list[dict]:
     """Per load, streamed chats through DRUM and direct to the same vLLM, interleaved
     `--chat-rounds` times; per path the median of each figure, and through DRUM / direct."""
+    vllm = servers.vllm_endpoint_of(service)
     paths = {"drum": servers.Endpoint(f"{service.url}/v1")}
     if args.chat_direct:
-        paths["direct"] = servers.vllm_endpoint_of(service)
+        paths["direct"] = vllm
+    run = plain_chats if args.chat_plain else streamed_chats
     rows = []
     for in_flight, count in args.chat_loads:
         runs: dict[str, list[dict]] = {name: [] for name in paths}
@@ -161,7 +239,10 @@ def chat_compared(service: RunningEnvironment, args: argparse.Namespace) -> list
             for name, endpoint in paths.items():
                 profile = args.profile_drum and name == "drum" and round_no == 0 and in_flight == args.chat_loads[-1][0]
                 profilers = _profile_drum(service, args.profile_drum, args.out) if profile else []
-                runs[name].append(streamed_chats(endpoint, count, in_flight, args.output_tokens))
+                before = engine_sums(vllm)
+                runs[name].append(
+                    run(endpoint, count, in_flight, args.output_tokens) | engine_means(before, engine_sums(vllm))
+                )
                 for profiler in profilers:
                     profiler.wait(120)
                 if profile:
@@ -176,7 +257,11 @@ def chat_compared(service: RunningEnvironment, args: argparse.Namespace) -> list
             rows.append(row)
         if args.chat_direct:
             drum, direct = rows[-2], rows[-1]
-            keys = ("requests_per_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_ms", "itl_p99_ms")
+            keys = [
+                k
+                for k, v in drum.items()
+                if isinstance(v, float) and k not in ("in_flight", "requests", "answered", "failed")
+            ]
             rows.append(
                 {"in_flight": in_flight, "path": "DRUM/direct"}
                 | {k: round(drum[k] / direct[k], 2) if direct[k] else "-" for k in keys}
@@ -247,6 +332,7 @@ def main() -> None:
     )
     p.add_argument("--chat-direct", action="store_true", help="also stream the same chats direct to vLLM")
     p.add_argument("--chat-rounds", type=int, default=1, help="interleaved rounds of streamed chats (medians)")
+    p.add_argument("--chat-plain", action="store_true", help="the chat loads without streaming instead")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument(
         "--profile-drum", type=int, default=0, help="py-spy the DRUM workers for N s during the largest load"

@@ -5,6 +5,11 @@ once, so it is never the limit); the client reads raw SSE bytes with aiohttp and
 (cheaper than the relay it measures). DRUM runs one gevent worker with our adapter, started as
 the entrypoint starts it. `--profile` samples that worker with py-spy during the timed run and
 prints where its time goes (own time per function, and the top of the stacks).
+
+`--pace-ms FIRST,GAP` paces the stand-in as an engine would (a first chunk after FIRST ms, then
+one every GAP ms) and times the same streams through DRUM and straight to the stand-in,
+interleaved: what DRUM adds to the time to the first chunk and between chunks, with no engine
+scheduling in the figure.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -29,30 +35,68 @@ BATCH = BatchSettings(prompt_column_name="promptText", max_tokens=16, n=1, tempe
                       max_concurrent_rows=16, row_errors="fail")  # fmt: skip
 
 
-async def _streams(url: str, streams: int, tokens: int) -> tuple[int, float, list[float]]:
-    """`streams` streamed chats at once; (events received, seconds, time to first event per stream)."""
+@dataclass
+class Streams:
+    events: int
+    seconds: float
+    firsts: list[float]  # seconds to the first event, per stream
+    gaps: list[float]  # seconds between events, per event after the first (events read together: 0)
+
+
+async def _streams(url: str, streams: int, tokens: int) -> Streams:
+    """`streams` streamed chats at once, after a warm-up of a few."""
     body = {"model": "datarobot-deployed-llm", "stream": True, "max_tokens": tokens,
             "messages": [{"role": "user", "content": "one two three four five six seven eight"}]}  # fmt: skip
     firsts: list[float] = []
+    gaps: list[float] = []
 
     async def one(session: aiohttp.ClientSession) -> int:
         sent = time.perf_counter()
-        events = 0
+        events, last = 0, sent
         async with session.post(f"{url}/v1/chat/completions", json=body) as response:
             response.raise_for_status()
             async for data in response.content.iter_any():
+                now, count = time.perf_counter(), data.count(b"\n\n")
                 if events == 0:
-                    firsts.append(time.perf_counter() - sent)
-                events += data.count(b"\n\n")
+                    firsts.append(now - sent)
+                else:
+                    gaps.append(now - last)
+                gaps.extend([0.0] * max(count - 1, 0))
+                events, last = events + count, now
         return events
 
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
         await asyncio.gather(*(one(session) for _ in range(min(streams, 4))))  # warm-up
         firsts.clear()
+        gaps.clear()
         started = time.perf_counter()
         counts = await asyncio.gather(*(one(session) for _ in range(streams)))
-        return sum(counts), time.perf_counter() - started, firsts
+        return Streams(sum(counts), time.perf_counter() - started, firsts, gaps)
+
+
+def _ms(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(1000 * ordered[min(int(q * len(ordered)), len(ordered) - 1)], 1)
+
+
+def _paced(url: str, direct: str, args: argparse.Namespace) -> None:
+    """Through DRUM and straight to the paced stand-in, interleaved: time to the first chunk and
+    between chunks, percentiles of every stream of every round pooled, and their ratios."""
+    pooled: dict[str, list[Streams]] = {"drum": [], "direct": []}
+    for i in range(args.repeats):
+        for path in ("drum", "direct") if i % 2 == 0 else ("direct", "drum"):
+            pooled[path].append(asyncio.run(_streams(url if path == "drum" else direct, args.streams, args.tokens)))
+    figures = {}
+    for path, runs in pooled.items():
+        firsts = [f for run in runs for f in run.firsts]
+        gaps = [g for run in runs for g in run.gaps]
+        figures[path] = {"first_p50_ms": _ms(firsts, 0.5), "first_p99_ms": _ms(firsts, 0.99),
+                         "gap_p50_ms": _ms(gaps, 0.5), "gap_p99_ms": _ms(gaps, 0.99),
+                         "chunks_per_s": round(sorted(r.events / r.seconds for r in runs)[len(runs) // 2])}  # fmt: skip
+    ratios = {key: round(figures["drum"][key] / max(figures["direct"][key], 1e-9), 2) for key in figures["drum"]}
+    print(json.dumps({"streams": args.streams, "pace_ms": args.pace_ms, "workers": args.workers, **figures,
+                      "drum_over_direct": ratios}))  # fmt: skip
 
 
 def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen:
@@ -90,22 +134,27 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=256, help="chunks per stream")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--pace-ms", help="FIRST,GAP: a stand-in at an engine's pace; compare DRUM with direct")
+    p.add_argument("--workers", type=int, default=1, help="DRUM workers (the ceiling is per worker)")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-relay-"))
-    upstream_service, upstream = servers.standin(work)
-    os.environ["MAX_WORKERS"] = "1"  # one DRUM worker: the figure is per worker
+    upstream_service, upstream = servers.standin(work, args.pace_ms)
+    os.environ["MAX_WORKERS"] = str(args.workers)
     try:
         upstream_service.wait_http(f"{upstream.base_url}/models", 60)
         service, url = servers.adapter_only(upstream, BATCH, work)
         try:
             service.wait_http(f"{url}/v1/models", 120)
+            if args.pace_ms:
+                _paced(url, upstream.base_url.removesuffix("/v1"), args)
+                return
             [worker] = memory.drum_workers(service.proc.pid)
             rates, firsts_ms = [], []
             for i in range(args.repeats):
                 profiler = _profile(worker, 10, work / "profile.txt") if args.profile and i == 0 else None
-                events, seconds, firsts = asyncio.run(_streams(url, args.streams, args.tokens))
-                rates.append(events / seconds)
-                firsts_ms.append(1000 * sorted(firsts)[len(firsts) // 2])
+                run = asyncio.run(_streams(url, args.streams, args.tokens))
+                rates.append(run.events / run.seconds)
+                firsts_ms.append(_ms(run.firsts, 0.5))
                 if profiler is not None:
                     profiler.wait(60)
             rates.sort()

@@ -4,18 +4,22 @@ A benchmark part only (named as such in its output): it answers every chat compl
 with the last user message echoed back, so the rows/s measured through DRUM are our ceiling
 and echoes make misaligned rows visible. A streamed request gets max_tokens chunks shaped as
 vLLM's (one word each, then a finish chunk and [DONE]), all written at once: the chunks/s
-measured through DRUM are our relay's ceiling. Run: python -m bench.standin --port N
+measured through DRUM are our relay's ceiling. With --pace-ms the chunks come at an engine's pace
+instead: what DRUM adds to the time to the first chunk and between chunks, vLLM's scheduling
+aside. Run: python -m bench.standin --port N [--pace-ms FIRST,GAP]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
 
 from aiohttp import web
 
 MODEL = "standin"
+PACE = web.AppKey("pace", object)  # (seconds to the first chunk, seconds between chunks) or None: all at once
 
 
 def completion(body: dict) -> dict:
@@ -56,9 +60,27 @@ def stream_body(body: dict) -> bytes:
     return b"".join(parts)
 
 
-async def chat(request: web.Request) -> web.Response:
+async def paced(request: web.Request, body: dict, first_s: float, gap_s: float) -> web.StreamResponse:
+    """The same chunks at an engine's pace: headers at once, the role and first word after `first_s`
+    (a prefill), then one chunk every `gap_s` (decode steps)."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    chunks = stream_body(body).split(b"\n\n")[:-1]
+    await asyncio.sleep(first_s)
+    await response.write(chunks[0] + b"\n\n" + chunks[1] + b"\n\n")
+    for chunk in chunks[2:]:
+        await asyncio.sleep(gap_s)
+        await response.write(chunk + b"\n\n")
+    await response.write_eof()
+    return response
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     if body.get("stream"):
+        pace = request.app[PACE]
+        if pace is not None:
+            return await paced(request, body, *pace)
         return web.Response(body=stream_body(body), content_type="text/event-stream")
     return web.json_response(completion(body), dumps=json.dumps)
 
@@ -71,8 +93,9 @@ async def health(_request: web.Request) -> web.Response:
     return web.Response()
 
 
-def app() -> web.Application:
+def app(pace: tuple[float, float] | None = None) -> web.Application:
     application = web.Application()
+    application[PACE] = pace
     application.add_routes(
         [web.post("/v1/chat/completions", chat), web.get("/v1/models", models), web.get("/health", health)]
     )
@@ -82,7 +105,10 @@ def app() -> web.Application:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    web.run_app(app(), host="127.0.0.1", port=parser.parse_args().port, print=None, access_log=None)
+    parser.add_argument("--pace-ms", help="FIRST,GAP: stream at an engine's pace (ms to the first chunk, ms between)")
+    args = parser.parse_args()
+    pace = tuple(float(ms) / 1000 for ms in args.pace_ms.split(",")) if args.pace_ms else None
+    web.run_app(app(pace), host="127.0.0.1", port=args.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 route through start_server.sh (a GPU host proved the whole path: bench/README.md)."""
 
 import subprocess
+import sys
 
 import pytest
 
@@ -10,7 +11,7 @@ from vllm_dropin import parallel, plan, runtime_params, vllm_flags
 from vllm_dropin.errors import ConfigError
 from vllm_dropin.footprint import ModelFootprint
 from vllm_dropin.gpus import GpuInventory
-from vllm_dropin.launch import ray_cluster
+from vllm_dropin.launch import ray_cluster, ray_nodes, vllm_server
 from vllm_dropin.parallel import ParallelInputs
 
 SMALL = ModelFootprint(2_000_000_000, 1_000_000_000, "bfloat16", 32, "safetensors headers")
@@ -65,3 +66,37 @@ def test_start_server_routes_ray_worker():
         ["bash", str(START_SERVER), "ray-worker", "--help"], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0 and "--head HEAD" in done.stdout
+
+
+def test_ray_nodes_without_ray_in_vllms_python_is_one_line(tmp_path, monkeypatch):
+    bare = tmp_path / "python-without-site-packages"
+    bare.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    bare.chmod(0o755)
+    monkeypatch.setenv(vllm_server.VLLM_PYTHON_VAR, str(bare))
+    with pytest.raises(ConfigError, match=r"^runtime parameter 'ray_nodes': vLLM's Python \(.*\) has no Ray: build"):
+        ray_cluster.require_ray()
+
+
+@pytest.mark.parametrize(
+    ("alive", "needed", "line"),
+    [
+        ({"a", "b"}, 2, None),
+        ({"a"}, 2, "RayNodeError: Ray node 10.0.0.2 left the cluster: 1 of 2 nodes alive"),
+        (set(), 2, "RayNodeError: Ray node 10.0.0.1, 10.0.0.2 left the cluster: 0 of 2 nodes alive"),
+        (
+            {"a", "c"},
+            2,
+            "RayNodeError: Ray node 10.0.0.2 left the cluster: 2 of 2 nodes alive",
+        ),  # vLLM's workers were on b
+    ],
+)
+def test_the_watch_names_the_nodes_that_left(alive, needed, line):
+    def node(node_id, ip):
+        return {"NodeID": node_id, "Alive": node_id in alive, "NodeManagerAddress": ip, "Resources": {"GPU": 1.0}}
+
+    known = ray_nodes.alive(
+        [{"NodeID": n, "Alive": True, "NodeManagerAddress": f"10.0.0.{i}"} for i, n in ((1, "a"), (2, "b"))]
+    )
+    now = [node("a", "10.0.0.1"), node("b", "10.0.0.2"), node("c", "10.0.0.3")]
+    assert ray_nodes.lost_line(known, now, needed) == line
+    assert ray_nodes.census(now) == {"nodes": len(alive), "gpus": len(alive)}

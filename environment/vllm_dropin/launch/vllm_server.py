@@ -21,7 +21,7 @@ from .processes import SHOWN_LINES, Child
 # and DRUM in a venv of its own, so neither closure can break the other.
 VLLM_PYTHON_VAR = "DROPIN_VLLM_PYTHON"
 CHECK_TIMEOUT_S = 600
-CHILD_NAMES = {"vllm": "vLLM", "drum": "DRUM", "ray": "the Ray head"}
+CHILD_NAMES = {"vllm": "vLLM", "drum": "DRUM", "ray": "the Ray head", "ray-nodes": "the Ray node watch"}
 
 
 def free_port() -> int:
