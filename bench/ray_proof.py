@@ -31,7 +31,9 @@ DRUM_PORT = 8471
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--engine-args", default="--max-model-len 2048")
+    # vLLM turns its custom all-reduce off by itself when a group spans hosts; two nodes on one host
+    # look like one to its shared-memory test, and it would then reach for the other node's GPU.
+    p.add_argument("--engine-args", default="--max-model-len 2048 --enforce-eager --disable-custom-all-reduce")
     p.add_argument("--parallelism", default="tensor")
     p.add_argument("--out", type=Path, default=Path(".build/ray-proof"))
     args = p.parse_args()
@@ -76,6 +78,7 @@ def main() -> None:
         result["exit_after_s"] = round(time.monotonic() - killed, 1)
         errors = re.findall(r"ERROR vllm_dropin: (.*)", head.log())
         result["error_line"] = errors[-1] if errors else ""
+        result["watch_lines"] = [line for line in head.log().splitlines() if line.startswith("[ray-nodes]")][-3:]
     finally:
         head.stop(timeout_s=30, sweep=True)
         worker.stop(timeout_s=10, sweep=True)
