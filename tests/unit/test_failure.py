@@ -45,6 +45,16 @@ def test_the_engine_cores_root_cause_wins_over_the_api_servers_see_above():
             ["Traceback (most recent call last):", "huggingface_hub.errors.LocalEntryNotFoundError: offline"],
             "vLLM exited: LocalEntryNotFoundError: offline → the model comes from the Hugging Face hub",
         ),
+        (  # vLLM 0.25 when a Ray node's worker died (2 x H200, bench/ray_proof.py)
+            [
+                "[vllm] (EngineCore pid=6726) ERROR 11-26 13:05:01 [ray_executor_v2.py:514] RayWorkerProc rank=[1] "
+                "died unexpectedly, shutting down executor.",
+                "[vllm] (EngineCore pid=6726) Traceback (most recent call last):",
+                '[vllm] (EngineCore pid=6726)   File "core.py", line 1401, in _handle_client_request',
+                "[vllm] (EngineCore pid=6726) RuntimeError: Executor failed.",
+            ],
+            "vLLM exited: RuntimeError: Executor failed. → one of vLLM's worker processes died",
+        ),
     ],
 )
 def test_summaries(lines, expected):

@@ -56,6 +56,11 @@ HINTS: tuple[tuple[str, str], ...] = (
         "the model ships its own code: set runtime parameter 'trust_remote_code' to true if you trust it",
     ),
     (
+        r"Executor failed|died unexpectedly",
+        "one of vLLM's worker processes died (out of memory, a GPU fault or, with ray_nodes, a node that "
+        "left the cluster): see the lines above; the platform restarts the deployment",
+    ),
+    (
         r"RayNodeError",
         "a node of the Ray cluster is gone (its machine, pod or network) and vLLM cannot serve without its "
         "GPUs: the platform restarts the deployment; see that node's log (`start_server.sh ray-worker`)",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -51,6 +53,8 @@ def _nodes() -> list[dict]:
 
 def watch(needed: int) -> int:
     known = alive(_nodes())
+    # Stopped with the deployment: exit quietly (Ray's own handler would log a stack as if it crashed).
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     while True:
         try:
             nodes = _nodes()
