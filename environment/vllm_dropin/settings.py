@@ -225,6 +225,16 @@ class Settings:
         help="How many rows of one batch prediction are in flight to vLLM at once; vLLM's "
         "continuous batching needs many. Unset: 256 per vLLM replica (data parallel x 256).",
     )
+    rows_per_request: int = declare(
+        8,
+        feeds="batch",
+        minimum=1,
+        help="Rows of a batch prediction sent to vLLM in one request (its /v1/chat/completions/batch: "
+        "each row still its own chat completion, the chat template applied by vLLM), which spares "
+        "vLLM's HTTP front end and ours per-row work. A request's rows finish together, so with "
+        "answers of very different lengths a smaller value keeps more rows in flight; 1 sends each "
+        "row alone. Rows go alone anyway with n > 1 or row_details (per-row token counts).",
+    )
     row_errors: str = declare(
         "fail",
         feeds="batch",

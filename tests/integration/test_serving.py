@@ -50,7 +50,8 @@ def test_models_lists_served_names(main_env):
 def test_batch_rows_come_back_in_order_matching_each_prompt_sent_alone(main_env):
     batch = predictions(post_csv(main_env, csv_of(PROMPTS)))
     assert len(batch) == len(PROMPTS)
-    alone = [predictions(post_csv(main_env, csv_of([p])))[0] for p in PROMPTS]
+    assert '"POST /v1/chat/completions/batch HTTP/1.1" 200' in main_env.log()  # rows_per_request 8: one request
+    alone = [predictions(post_csv(main_env, csv_of([p])))[0] for p in PROMPTS]  # one row: a chat completion
     assert batch == alone
     assert all(batch)  # the tiny model never answers blank (see demo/tiny_model.py)
     assert len(set(batch)) > 1  # different prompts, different answers: a mix-up would show

@@ -54,10 +54,15 @@ def test_missing_column_names_it_and_the_columns_present():
     assert "prompt column 'promptText' is missing; columns present: question, id" in str(err.value)
 
 
+def each(complete_one):
+    """A `complete` for run_rows that answers the rows it is given one by one."""
+    return lambda prompts: [complete_one(p) for p in prompts]
+
+
 def test_rows_come_back_in_order_whatever_the_completion_order():
     prompts = [f"p{i}" for i in range(50)]
     # Completing in reverse-ish order through a thread pool must not reorder results.
-    results = batch.run_rows(prompts, lambda p: batch.RowResult(choices=[p.upper()]), concurrency=8)
+    results = batch.run_rows(prompts, each(lambda p: batch.RowResult(choices=[p.upper()])), concurrency=8)
     frame = batch.to_frame(results, "resultText", settings())
     assert frame["resultText"].tolist() == [p.upper() for p in prompts]
 
@@ -77,7 +82,7 @@ def test_rows_in_flight_reach_but_never_exceed_the_concurrency():
             in_flight -= 1
         return batch.RowResult(choices=[prompt])
 
-    results = batch.run_rows([str(i) for i in range(40)], complete, concurrency=4)
+    results = batch.run_rows([str(i) for i in range(40)], each(complete), concurrency=4)
     assert [r.choices for r in results] == [[str(i)] for i in range(40)]
     assert peak == 4
 
@@ -92,14 +97,14 @@ def test_an_upstream_failure_stops_the_batch_and_is_raised():
         return batch.RowResult(choices=[prompt])
 
     with pytest.raises(RuntimeError, match="vLLM gone"):
-        batch.run_rows([str(i) for i in range(1000)], complete, concurrency=2)
+        batch.run_rows([str(i) for i in range(1000)], each(complete), concurrency=2)
     assert len(sent) < 10  # the other worker stops taking rows
 
 
 def test_bad_rows_are_not_sent_and_fail_the_batch_naming_each_row():
     sent = []
     prompts = ["ok", "", None, "fine"]
-    results = batch.run_rows(prompts, lambda p: sent.append(p) or batch.RowResult(choices=["x"]), concurrency=2)
+    results = batch.run_rows(prompts, each(lambda p: sent.append(p) or batch.RowResult(choices=["x"])), concurrency=2)
     assert sorted(sent) == ["fine", "ok"]
     with pytest.raises(CustomHTTPError) as err:
         batch.to_frame(results, "resultText", settings())
@@ -139,7 +144,7 @@ def test_a_template_fills_each_row_from_its_columns_when_the_row_is_sent():
     assert prompts[0] == "Review (5*): great {raw}"
     assert batch.prompt_problem(prompts[1]) == "column 'review text' is empty"
     assert batch.prompt_problem(prompts[2]) == "column 'stars' is empty (missing value)"
-    results = batch.run_rows(prompts, lambda p: batch.RowResult(choices=[p]), concurrency=2)
+    results = batch.run_rows(prompts, each(lambda p: batch.RowResult(choices=[p])), concurrency=2)
     assert [r.error for r in results] == [
         None,
         "column 'review text' is empty",
@@ -185,6 +190,6 @@ def test_row_details_show_tokens_and_why_each_choice_stopped():
 def test_progress_is_logged_with_counts_and_rates_only(caplog):
     progress = batch.Progress(total=10, every_s=0.0)
     with caplog.at_level("INFO", logger="vllm_dropin.batch"):
-        batch.run_rows([f"secret {i}" for i in range(10)], lambda p: batch.RowResult(choices=["x"]), 2, progress)
+        batch.run_rows([f"secret {i}" for i in range(10)], each(lambda p: batch.RowResult(choices=["x"])), 2, progress)
     assert caplog.messages and caplog.messages[-1].startswith("batch: 10 of 10 rows done, ")
     assert "secret" not in caplog.text
