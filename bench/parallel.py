@@ -20,7 +20,7 @@ through the CSV's `adapter` column (set runtime parameter lora_adapter_column to
         --config lora-mixed='{"adapters": 2, "lora_adapter_column": "adapter", "row_adapters": ["a1", "a2"]}'
 
 Chats (`--chat-loads IN_FLIGHTxREQUESTS,...`): through DRUM and, with --chat-direct, straight to the
-same vLLM, interleaved; --chat-plain without streaming. Each run also reads vLLM's own /metrics
+same vLLM, interleaved; --chat-plain without streaming too. Each run also reads vLLM's own /metrics
 before and after: its mean time from a request's arrival to the first token, and in its queue.
 """
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import itertools
 import json
 import re
 import shutil
@@ -231,25 +232,24 @@ def chat_compared(service: RunningEnvironment, args: argparse.Namespace) -> list
     paths = {"drum": servers.Endpoint(f"{service.url}/v1")}
     if args.chat_direct:
         paths["direct"] = vllm
-    run = plain_chats if args.chat_plain else streamed_chats
+    kinds = {"streamed": streamed_chats, **({"plain": plain_chats} if args.chat_plain else {})}
     rows = []
-    for in_flight, count in args.chat_loads:
+    for (in_flight, count), (kind, run) in itertools.product(args.chat_loads, kinds.items()):
         runs: dict[str, list[dict]] = {name: [] for name in paths}
         for round_no in range(args.chat_rounds):
             for name, endpoint in paths.items():
                 profile = args.profile_drum and name == "drum" and round_no == 0 and in_flight == args.chat_loads[-1][0]
                 profilers = _profile_drum(service, args.profile_drum, args.out) if profile else []
                 before = engine_sums(vllm)
-                runs[name].append(
-                    run(endpoint, count, in_flight, args.output_tokens) | engine_means(before, engine_sums(vllm))
-                )
+                figures = run(endpoint, count, in_flight, args.output_tokens)
+                runs[name].append({"kind": kind} | figures | engine_means(before, engine_sums(vllm)))
                 for profiler in profilers:
                     profiler.wait(120)
                 if profile:
                     samples = relay.summary(sorted(args.out.glob("drum-*.txt")))
                     print(f"DRUM workers at {in_flight} streams in flight, {samples}")
         for name, results in runs.items():
-            row: dict = {"in_flight": in_flight, "path": name}
+            row: dict = {"in_flight": in_flight, "kind": kind, "path": name}
             for key in results[0]:
                 values = [r[key] for r in results]
                 numeric = all(isinstance(v, int | float) for v in values)
@@ -263,7 +263,7 @@ def chat_compared(service: RunningEnvironment, args: argparse.Namespace) -> list
                 if isinstance(v, float) and k not in ("in_flight", "requests", "answered", "failed")
             ]
             rows.append(
-                {"in_flight": in_flight, "path": "DRUM/direct"}
+                {"in_flight": in_flight, "kind": kind, "path": "DRUM/direct"}
                 | {k: round(drum[k] / direct[k], 2) if direct[k] else "-" for k in keys}
             )
     return rows
@@ -332,7 +332,7 @@ def main() -> None:
     )
     p.add_argument("--chat-direct", action="store_true", help="also stream the same chats direct to vLLM")
     p.add_argument("--chat-rounds", type=int, default=1, help="interleaved rounds of streamed chats (medians)")
-    p.add_argument("--chat-plain", action="store_true", help="the chat loads without streaming instead")
+    p.add_argument("--chat-plain", action="store_true", help="the chat loads without streaming too")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument(
         "--profile-drum", type=int, default=0, help="py-spy the DRUM workers for N s during the largest load"
@@ -352,12 +352,12 @@ def main() -> None:
         ratio = r["batch_rows_per_s"] / base
         tokens = r["batch_output_tokens_per_s"] or "-"
         print(f"{r['config']:>12} {r['round']:>5} {r['batch_rows_per_s']:>8} {ratio:>7.2f} {tokens:>8}  {r['plan']}")
-    keys = ("requests_per_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_ms", "itl_p99_ms", "failed")
-    print(f"\n{'config':>12} {'in flight':>9} {'path':>12} " + " ".join(f"{k:>14}" for k in keys))
+    keys = ("requests_per_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_ms", "latency_p50_s", "vllm_ttft_mean_s", "failed")
+    print(f"\n{'config':>12} {'in flight':>9} {'kind':>8} {'path':>12} " + " ".join(f"{k:>16}" for k in keys))
     for r in results:
         for row in r["chat"]:
-            cells = " ".join(f"{row.get(k, ''):>14}" for k in keys)
-            print(f"{r['config']:>12} {row['in_flight']:>9} {row['path']:>12} {cells}")
+            cells = " ".join(f"{row.get(k, ''):>16}" for k in keys)
+            print(f"{r['config']:>12} {row['in_flight']:>9} {row['kind']:>8} {row['path']:>12} {cells}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "parallel.json").write_text(json.dumps(results, indent=1))
 

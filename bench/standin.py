@@ -2,7 +2,8 @@
 
 A benchmark part only (named as such in its output): it answers every chat completion at once
 with the last user message echoed back, so the rows/s measured through DRUM are our ceiling
-and echoes make misaligned rows visible. A streamed request gets max_tokens chunks shaped as
+and echoes make misaligned rows visible (several rows to a request too, as vLLM's batch chat
+endpoint answers them). A streamed request gets max_tokens chunks shaped as
 vLLM's (one word each, then a finish chunk and [DONE]), all written at once: the chunks/s
 measured through DRUM are our relay's ceiling. With --pace-ms the chunks come at an engine's pace
 instead: what DRUM adds to the time to the first chunk and between chunks, vLLM's scheduling
@@ -36,6 +37,14 @@ def completion(body: dict) -> dict:
         ],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
+
+
+def batch_completion(body: dict) -> dict:
+    """vLLM's /v1/chat/completions/batch: one choice per conversation, each the echo of its last
+    user message."""
+    answers = [completion({**body, "messages": conversation, "n": 1}) for conversation in body["messages"]]
+    choices = [{**answer["choices"][0], "index": i} for i, answer in enumerate(answers)]
+    return {**answers[0], "choices": choices}
 
 
 def _chunk(created: int, model: str, delta: dict, finish: str | None) -> bytes:
@@ -85,6 +94,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
     return web.json_response(completion(body), dumps=json.dumps)
 
 
+async def chat_batch(request: web.Request) -> web.Response:
+    return web.json_response(batch_completion(await request.json()), dumps=json.dumps)
+
+
 async def models(_request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "bench"}]})
 
@@ -97,7 +110,12 @@ def app(pace: tuple[float, float] | None = None) -> web.Application:
     application = web.Application()
     application[PACE] = pace
     application.add_routes(
-        [web.post("/v1/chat/completions", chat), web.get("/v1/models", models), web.get("/health", health)]
+        [
+            web.post("/v1/chat/completions", chat),
+            web.post("/v1/chat/completions/batch", chat_batch),
+            web.get("/v1/models", models),
+            web.get("/health", health),
+        ]
     )
     return application
 

@@ -40,7 +40,7 @@ class BatchSettings:
     response_schema: str | None = None  # JSON text, read from the model folder when a file was named
     response_choices: list[str] | None = None
     row_details: bool = False
-    rows_per_request: int = 1
+    rows_per_request: int | None = None
     lora_adapter: str | None = None
     lora_adapter_column: str | None = None  # optional features default to off; values come from Settings
 

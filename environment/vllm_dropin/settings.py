@@ -225,15 +225,14 @@ class Settings:
         help="How many rows of one batch prediction are in flight to vLLM at once; vLLM's "
         "continuous batching needs many. Unset: 256 per vLLM replica (data parallel x 256).",
     )
-    rows_per_request: int = declare(
-        8,
+    rows_per_request: int | None = declare(
         feeds="batch",
         minimum=1,
         help="Rows of a batch prediction sent to vLLM in one request (its /v1/chat/completions/batch: "
-        "each row still its own chat completion, the chat template applied by vLLM), which spares "
-        "vLLM's HTTP front end and ours per-row work. A request's rows finish together, so with "
-        "answers of very different lengths a smaller value keeps more rows in flight; 1 sends each "
-        "row alone. Rows go alone anyway with n > 1 or row_details (per-row token counts).",
+        "each row still its own chat completion, the chat template applied by vLLM): our adapter's "
+        "per-row cost falls about 8x. A request's rows finish together, so answers of different "
+        "lengths hold finished rows' places until the longest ends. Unset: 8 with response_choices "
+        "(answers are labels, short and alike), else 1. Always 1 with n > 1 or row_details.",
     )
     row_errors: str = declare(
         "fail",

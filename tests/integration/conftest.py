@@ -9,7 +9,7 @@ from demo.running import RunningEnvironment, runtime_param_env
 from tests import store_servers
 from tests.helpers import counting_custom_py, make_model_folder
 
-MAIN_PARAMS = {"max_tokens": 8, "temperature": 0.0, "max_concurrent_rows": 16}
+MAIN_PARAMS = {"max_tokens": 8, "temperature": 0.0, "max_concurrent_rows": 16, "rows_per_request": 8}
 # Known secrets set on the main environment; test_secrets looks for them everywhere.
 HF_TOKEN = "hf_MainEnvSecretToken0123456789"
 PLATFORM_TOKEN = "dr-platform-MainEnvSecret-9876543210"

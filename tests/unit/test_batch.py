@@ -193,3 +193,38 @@ def test_progress_is_logged_with_counts_and_rates_only(caplog):
         batch.run_rows([f"secret {i}" for i in range(10)], each(lambda p: batch.RowResult(choices=["x"])), 2, progress)
     assert caplog.messages and caplog.messages[-1].startswith("batch: 10 of 10 rows done, ")
     assert "secret" not in caplog.text
+
+
+def test_rows_go_together_split_by_the_adapter_they_name_and_in_order():
+    def routed_to(prompt, model):
+        routed = batch.RoutedPrompt(prompt)
+        routed.model = model
+        return routed
+
+    prompts = ["a0", routed_to("b1", "b"), "a2", "", "a4", routed_to("b5", "b"), "a6"]
+    groups = []
+
+    def complete(group):
+        groups.append([(p, getattr(p, "model", None)) for p in group])
+        return [batch.RowResult(choices=[p.upper()]) for p in group]
+
+    results = batch.run_rows(prompts, complete, concurrency=8, rows_per_request=4)
+    assert [r.choices for r in results] == [["A0"], ["B1"], ["A2"], None, ["A4"], ["B5"], ["A6"]]
+    assert results[3].error == "prompt is empty"
+    assert sorted(groups) == sorted(
+        [[("a0", None), ("a2", None)], [("b1", "b")], [("a4", None), ("a6", None)], [("b5", "b")]]
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({}, 1),  # free text: answers of any length
+        ({"response_choices": ["yes", "no"]}, batch.LABEL_ROWS_PER_REQUEST),  # labels: short and alike
+        ({"rows_per_request": 32}, 32),
+        ({"rows_per_request": 32, "n": 2}, 1),  # vLLM's batch endpoint takes n = 1 only
+        ({"response_choices": ["yes", "no"], "row_details": True}, 1),  # per-row token counts
+    ],
+)
+def test_rows_per_request(given, expected):
+    assert batch.rows_per_request(settings(**given)) == expected

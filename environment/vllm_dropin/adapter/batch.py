@@ -4,8 +4,8 @@ A row's prompt is its prompt column, or `prompt_template` filled from its column
 when the row is sent, so memory stays O(concurrency)). Answers can be constrained to a JSON
 Schema or a list of labels (vLLM's structured outputs), and `row_details` adds the tokens used
 and why each answer stopped. Rows go to vLLM concurrently (bounded by `max_concurrent_rows`) so
-its continuous batching is used, several to a request (`rows_per_request`: vLLM's batch chat
-endpoint, each row still its own chat completion); results are written back by row position, so
+its continuous batching is used, alone or several to a request (`rows_per_request`: vLLM's batch
+chat endpoint, each row still its own chat completion); results are written back by row position, so
 the output has exactly one row per input row, in input order. A batch that runs longer than a few seconds logs
 its progress (counts and rates only, never data).
 """
@@ -36,6 +36,7 @@ ERROR_COLUMN = "error"
 DETAIL_COLUMNS = ("prompt_tokens", "completion_tokens")
 MAX_LISTED_ERRORS = 5
 PROGRESS_EVERY_S = 5.0
+LABEL_ROWS_PER_REQUEST = 8  # adapter ceiling 988 -> 7771 rows/s against the instant stand-in (bench)
 log = logging.getLogger("vllm_dropin.batch")
 
 
@@ -257,8 +258,15 @@ def _row_of(choice: dict[str, Any] | None) -> RowResult:
 
 def rows_per_request(settings: BatchSettings) -> int:
     """Rows go alone when vLLM's batch endpoint cannot carry what they ask for: several choices
-    per row (n must be 1 there) or per-row token counts (it counts tokens for the whole request)."""
-    return 1 if settings.n > 1 or settings.row_details else settings.rows_per_request
+    per row (n must be 1 there) or per-row token counts (it counts tokens for the whole request).
+    Unset, rows go LABEL_ROWS_PER_REQUEST at a time when their answers are labels, alone otherwise:
+    a request's rows finish together, and answers of different lengths would keep finished rows'
+    places in flight (GPU throughput, H100: the same with 8 rows to a request as with 1)."""
+    if settings.n > 1 or settings.row_details:
+        return 1
+    if settings.rows_per_request is not None:
+        return settings.rows_per_request
+    return LABEL_ROWS_PER_REQUEST if settings.response_choices is not None else 1
 
 
 def _upstream_message(exc: openai.APIStatusError) -> str:
