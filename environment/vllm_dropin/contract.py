@@ -20,6 +20,7 @@ DEFAULT_SERVED_ALIAS = "datarobot-deployed-llm"
 # pooled connections: a request sent as the server closes fails with "Server disconnected").
 # The adapter's clients drop idle connections after half of it, so they never meet a closing one.
 UPSTREAM_KEEPALIVE_S = 60
+LABEL_ROWS_PER_REQUEST = 8  # adapter ceiling 988 -> 7771 rows/s against the instant stand-in (bench)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +42,21 @@ class BatchSettings:
     response_choices: list[str] | None = None
     row_details: bool = False
     rows_per_request: int | None = None
+
+    @property
+    def rows_to_a_request(self) -> int:
+        """Rows in one request to vLLM, rows_per_request resolved. Rows go alone when vLLM's batch
+        endpoint cannot carry what they ask for: several choices per row (it takes n = 1) or per-row
+        token counts (it counts tokens for the whole request). Unset: LABEL_ROWS_PER_REQUEST when
+        the answers are labels, alone otherwise: a request's rows finish together, and answers of
+        different lengths would keep finished rows' places in flight (GPU throughput, H100: the
+        same with 8 rows to a request as with 1; the adapter's own ceiling 8x)."""
+        if self.n > 1 or self.row_details:
+            return 1
+        if self.rows_per_request is not None:
+            return self.rows_per_request
+        return LABEL_ROWS_PER_REQUEST if self.response_choices is not None else 1
+
     lora_adapter: str | None = None
     lora_adapter_column: str | None = None  # optional features default to off; values come from Settings
 

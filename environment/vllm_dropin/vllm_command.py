@@ -157,8 +157,9 @@ def describe(
 ) -> list[str]:
     """Human-readable plan for logs and `check`; secrets masked."""
     shown = " ".join(f"{k}={'***' if is_secret_name(k) else v}" for k, v in sorted(added_env.items()))
+    shown_batch = {**asdict(plan.batch), "rows_per_request": plan.batch.rows_to_a_request}
     sampling = " ".join(
-        f"{k}={'(model default)' if v is None and k == 'temperature' else v}" for k, v in asdict(plan.batch).items()
+        f"{k}={'(model default)' if v is None and k == 'temperature' else v}" for k, v in shown_batch.items()
     )
     lines = [
         f"model: {plan.model.ref} (from {plan.model.origin}; hub access {'off' if plan.model.local else 'on'})",

@@ -8,7 +8,7 @@ import pytest
 from datarobot_drum.drum.exceptions import CustomHTTPError
 
 from vllm_dropin.adapter import batch
-from vllm_dropin.contract import BatchSettings
+from vllm_dropin.contract import LABEL_ROWS_PER_REQUEST, BatchSettings
 
 
 def settings(**kw):
@@ -220,11 +220,11 @@ def test_rows_go_together_split_by_the_adapter_they_name_and_in_order():
     ("given", "expected"),
     [
         ({}, 1),  # free text: answers of any length
-        ({"response_choices": ["yes", "no"]}, batch.LABEL_ROWS_PER_REQUEST),  # labels: short and alike
+        ({"response_choices": ["yes", "no"]}, LABEL_ROWS_PER_REQUEST),  # labels: short and alike
         ({"rows_per_request": 32}, 32),
         ({"rows_per_request": 32, "n": 2}, 1),  # vLLM's batch endpoint takes n = 1 only
         ({"response_choices": ["yes", "no"], "row_details": True}, 1),  # per-row token counts
     ],
 )
-def test_rows_per_request(given, expected):
-    assert batch.rows_per_request(settings(**given)) == expected
+def test_rows_to_a_request(given, expected):
+    assert settings(**given).rows_to_a_request == expected

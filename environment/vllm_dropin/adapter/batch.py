@@ -36,7 +36,6 @@ ERROR_COLUMN = "error"
 DETAIL_COLUMNS = ("prompt_tokens", "completion_tokens")
 MAX_LISTED_ERRORS = 5
 PROGRESS_EVERY_S = 5.0
-LABEL_ROWS_PER_REQUEST = 8  # adapter ceiling 988 -> 7771 rows/s against the instant stand-in (bench)
 log = logging.getLogger("vllm_dropin.batch")
 
 
@@ -256,19 +255,6 @@ def _row_of(choice: dict[str, Any] | None) -> RowResult:
     return RowResult(choices=[_content(choice)], finish_reasons=[choice.get("finish_reason")])
 
 
-def rows_per_request(settings: BatchSettings) -> int:
-    """Rows go alone when vLLM's batch endpoint cannot carry what they ask for: several choices
-    per row (n must be 1 there) or per-row token counts (it counts tokens for the whole request).
-    Unset, rows go LABEL_ROWS_PER_REQUEST at a time when their answers are labels, alone otherwise:
-    a request's rows finish together, and answers of different lengths would keep finished rows'
-    places in flight (GPU throughput, H100: the same with 8 rows to a request as with 1)."""
-    if settings.n > 1 or settings.row_details:
-        return 1
-    if settings.rows_per_request is not None:
-        return settings.rows_per_request
-    return LABEL_ROWS_PER_REQUEST if settings.response_choices is not None else 1
-
-
 def _upstream_message(exc: openai.APIStatusError) -> str:
     body = exc.body if isinstance(exc.body, dict) else {}
     if isinstance(body.get("error"), dict):
@@ -385,7 +371,7 @@ def score(data: pd.DataFrame, upstream: Upstream) -> pd.DataFrame:
     try:
         complete = functools.partial(complete_rows, upstream)
         progress = Progress(len(prompts))
-        results = run_rows(prompts, complete, settings.max_concurrent_rows, progress, rows_per_request(settings))
+        results = run_rows(prompts, complete, settings.max_concurrent_rows, progress, settings.rows_to_a_request)
     except openai.APIConnectionError as exc:
         raise CustomHTTPError(unreachable(exc), status_code=503) from None
     except openai.APIStatusError as exc:
