@@ -110,6 +110,22 @@ def test_chat_streamed_matches_plain(main_env):
     assert "".join(chunks) == plain.choices[0].message.content
 
 
+def test_streamed_chats_reuse_their_connection_to_vllm(main_env):
+    """A stream read to its end hands its connection back: five streams one after the other reach
+    vLLM over at most one connection per DRUM worker (2), not a new one each (vLLM's access log
+    names the client port of every request)."""
+    client = openai.OpenAI(base_url=f"{main_env.url}/v1", api_key="x")
+    seen = len(main_env.log())
+    for i in range(5):
+        stream = client.chat.completions.create(
+            model="datarobot-deployed-llm", messages=[{"role": "user", "content": f"s{i}"}], max_tokens=4, stream=True
+        )
+        assert [c for c in stream]
+    ports = re.findall(r'127\.0\.0\.1:(\d+) - "POST /v1/chat/completions HTTP/1\.1" 200', main_env.log()[seen:])
+    assert len(ports) == 5
+    assert len(set(ports)) <= 2, ports
+
+
 def test_chat_passes_vllm_extensions_through(main_env):
     client = openai.OpenAI(base_url=f"{main_env.url}/v1", api_key="x")
     reply = client.chat.completions.create(

@@ -4,10 +4,10 @@ A row's prompt is its prompt column, or `prompt_template` filled from its column
 when the row is sent, so memory stays O(concurrency)). Answers can be constrained to a JSON
 Schema or a list of labels (vLLM's structured outputs), and `row_details` adds the tokens used
 and why each answer stopped. Rows go to vLLM concurrently (bounded by `max_concurrent_rows`) so
-its continuous batching is used, alone or several to a request (`rows_per_request`: vLLM's batch
-chat endpoint, each row still its own chat completion); results are written back by row position, so
-the output has exactly one row per input row, in input order. A batch that runs longer than a few seconds logs
-its progress (counts and rates only, never data).
+its continuous batching is used, alone or several to a request (`rows_per_request`: vLLM's
+batch chat endpoint, each row still its own chat completion); results are written back by row
+position, so the output has exactly one row per input row, in input order. A batch that runs
+longer than a few seconds logs its progress (counts and rates only, never data).
 """
 
 from __future__ import annotations
@@ -233,9 +233,10 @@ def _complete(upstream: Upstream, prompt: str) -> RowResult:
 
 def complete_rows(upstream: Upstream, prompts: list[str]) -> list[RowResult]:
     """Rows that share a model, in one request to vLLM's /v1/chat/completions/batch (choice i is
-    row i's answer). Per-row HTTP work was the limit of batch throughput, in DRUM and in vLLM's
-    own front end. A request vLLM rejects is sent again row by row, so that a bad row gets its
-    own error and the others their answers; a vLLM without the endpoint (404) the same way."""
+    row i's answer): the per-row HTTP work was most of the adapter's own cost (its ceiling against
+    the instant stand-in: 8x with 8 rows to a request). A request vLLM rejects is sent again row by
+    row, so that a bad row gets its own error and the others their answers; a vLLM without the
+    endpoint (404) the same way."""
     if len(prompts) == 1:
         return [_complete(upstream, prompts[0])]
     try:
