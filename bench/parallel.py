@@ -41,7 +41,7 @@ from pathlib import Path
 import aiohttp
 import requests
 
-from bench import clients, memory, relay, servers
+from bench import clients, memory, relay, servers, sse
 from bench.adapters import make_adapter
 from bench.workload import prompts
 from demo.running import RunningEnvironment, runtime_param_env
@@ -58,11 +58,8 @@ def _cut(values: list[float], q: int) -> float:
 
 def streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max_tokens: int) -> dict:
     """`count` streamed chats, `concurrency` at a time: throughput, time to first token (TTFT) and
-    inter-token latency (ITL: the gaps between a stream's content events) percentiles.
-
-    The client reads raw SSE bytes with aiohttp and times each event as it arrives: an openai
-    client parsing every chunk into a model was itself the limit at 256 streams (its ITL p99 went
-    to 0.9 s while the server had sent the chunks)."""
+    inter-token latency (ITL: the gaps between a stream's content events) percentiles, read by
+    bench.sse's raw reader."""
     return asyncio.run(_streamed_chats(endpoint, count, concurrency, max_tokens))
 
 
@@ -149,22 +146,12 @@ async def _streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: i
     async def one(session: aiohttp.ClientSession, i: int) -> int:
         body = {"model": "datarobot-deployed-llm", "messages": [{"role": "user", "content": asked[i]}],
                 "max_tokens": max_tokens, "temperature": 0.0, "stream": True}  # fmt: skip
-        sent = time.perf_counter()
-        events, last, buffer = 0, sent, b""
-        async with session.post(f"{endpoint.base_url}/chat/completions", json=body, headers=headers) as response:
-            response.raise_for_status()
-            async for data in response.content.iter_any():
-                now = time.perf_counter()
-                *whole, buffer = (buffer + data).split(b"\n\n")
-                for event in whole:
-                    if b'"content":"' not in event or b'"content":""' in event:
-                        continue  # the role chunk, the finish chunk, [DONE]
-                    if events == 0:
-                        ttfts.append(now - sent)
-                    else:
-                        gaps.append(now - last)
-                    events, last = events + 1, now
-        return events
+        url = f"{endpoint.base_url}/chat/completions"
+        times = await sse.timed_stream(session, url, body, headers, sse.content_event)
+        if times.first is not None:
+            ttfts.append(times.first)
+        gaps.extend(times.gaps)
+        return times.events
 
     async def worker(session: aiohttp.ClientSession, answered: list[int]) -> None:
         while not queue.empty():

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench import memory, servers
+from bench import memory, servers, sse
 from vllm_dropin.contract import BatchSettings
 
 BATCH = BatchSettings(prompt_column_name="promptText", max_tokens=16, n=1, temperature=0.0,
@@ -47,32 +47,15 @@ async def _streams(url: str, streams: int, tokens: int) -> Streams:
     """`streams` streamed chats at once, after a warm-up of a few."""
     body = {"model": "datarobot-deployed-llm", "stream": True, "max_tokens": tokens,
             "messages": [{"role": "user", "content": "one two three four five six seven eight"}]}  # fmt: skip
-    firsts: list[float] = []
-    gaps: list[float] = []
-
-    async def one(session: aiohttp.ClientSession) -> int:
-        sent = time.perf_counter()
-        events, last = 0, sent
-        async with session.post(f"{url}/v1/chat/completions", json=body) as response:
-            response.raise_for_status()
-            async for data in response.content.iter_any():
-                now, count = time.perf_counter(), data.count(b"\n\n")
-                if events == 0:
-                    firsts.append(now - sent)
-                else:
-                    gaps.append(now - last)
-                gaps.extend([0.0] * max(count - 1, 0))
-                events, last = events + count, now
-        return events
-
+    endpoint = f"{url}/v1/chat/completions"
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
-        await asyncio.gather(*(one(session) for _ in range(min(streams, 4))))  # warm-up
-        firsts.clear()
-        gaps.clear()
+        await asyncio.gather(*(sse.timed_stream(session, endpoint, body) for _ in range(min(streams, 4))))  # warm-up
         started = time.perf_counter()
-        counts = await asyncio.gather(*(one(session) for _ in range(streams)))
-        return Streams(sum(counts), time.perf_counter() - started, firsts, gaps)
+        runs = await asyncio.gather(*(sse.timed_stream(session, endpoint, body) for _ in range(streams)))
+        seconds = time.perf_counter() - started
+    firsts = [run.first for run in runs if run.first is not None]
+    return Streams(sum(run.events for run in runs), seconds, firsts, [g for run in runs for g in run.gaps])
 
 
 def _ms(values: list[float], q: float) -> float:
