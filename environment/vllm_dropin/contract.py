@@ -42,6 +42,8 @@ class BatchSettings:
     response_choices: list[str] | None = None
     row_details: bool = False
     rows_per_request: int | None = None
+    lora_adapter: str | None = None
+    lora_adapter_column: str | None = None  # optional features default to off; values come from Settings
 
     @property
     def rows_to_a_request(self) -> int:
@@ -56,9 +58,6 @@ class BatchSettings:
         if self.rows_per_request is not None:
             return self.rows_per_request
         return LABEL_ROWS_PER_REQUEST if self.response_choices is not None else 1
-
-    lora_adapter: str | None = None
-    lora_adapter_column: str | None = None  # optional features default to off; values come from Settings
 
 
 @dataclass(frozen=True)

@@ -62,8 +62,9 @@ def _store(uri: ArtifactUri, settings: Settings) -> Store | _LocalArchive:
     return open_store(uri, settings)
 
 
-def _gigabytes(files: list[RemoteFile]) -> float:
-    return sum(max(f.size, 0) for f in files) / 1e9
+def _size(files: list[RemoteFile]) -> int:
+    """Bytes the files hold (a size the store does not know counts 0)."""
+    return sum(max(f.size, 0) for f in files)
 
 
 def _listing(uri: ArtifactUri, store: Store | _LocalArchive) -> list[RemoteFile]:
@@ -110,8 +111,9 @@ def _fill(store: Store, uri: ArtifactUri, listing: list[RemoteFile], folder: Pat
         prune(folder, listing)
         return
     manifest = _manifest(store, uri, listing, folder)
-    log.info("fetching %s: %d of %d files, %.2f GB", uri.shown, len(todo), len(listing), _gigabytes(todo))
-    progress = Progress(uri.shown, sum(max(f.size, 0) for f in todo), reporter)
+    total = _size(todo)
+    log.info("fetching %s: %d of %d files, %.2f GB", uri.shown, len(todo), len(listing), total / 1e9)
+    progress = Progress(uri.shown, total, reporter)
     progress.start()
     try:
         Transfer(store, uri.shown, folder, record, progress, manifest, stopping).run(todo, listing)
@@ -155,7 +157,7 @@ def fetch(settings: Settings, cache_dir: Path, reporter: EventReporter | None = 
     record.complete = signature(listing)
     record.save()
     if reporter is not None:
-        reporter.report("Model fetched", f"{uri.shown}: {_gigabytes(listing):.2f} GB")
+        reporter.report("Model fetched", f"{uri.shown}: {_size(listing) / 1e9:.2f} GB")
     return dest
 
 
@@ -197,4 +199,4 @@ def describe(settings: Settings, cache_dir: Path) -> str:
     cached = (
         "whole in the cache" if CacheRecord.load(dest.parent / STATE).holds(listing, dest) else "fetched before launch"
     )
-    return f"artifact_uri: {uri.shown}: {len(listing)} files, {_gigabytes(listing):.2f} GB, {cached} into {dest}"
+    return f"artifact_uri: {uri.shown}: {len(listing)} files, {_size(listing) / 1e9:.2f} GB, {cached} into {dest}"

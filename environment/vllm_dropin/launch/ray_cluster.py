@@ -110,7 +110,7 @@ def wait_for_nodes(
 
 
 def start_watch(address: str, nodes: int) -> Child:
-    """A supervised child that exits, naming the node, once fewer than `nodes` are alive."""
+    """A supervised child that exits, naming the node, once a node leaves or fewer than `nodes` are alive."""
     return Child("ray-nodes", [vllm_server.vllm_python(), *NODES, "watch", str(nodes)], _nodes_env(address))
 
 
