@@ -2,6 +2,7 @@
 
 import math
 import threading
+import time
 
 import pandas as pd
 import pytest
@@ -214,6 +215,24 @@ def test_rows_go_together_split_by_the_adapter_they_name_and_in_order():
     assert sorted(groups) == sorted(
         [[("a0", None), ("a2", None)], [("b1", "b")], [("a4", None), ("a6", None)], [("b5", "b")]]
     )
+
+
+def test_rows_taken_together_never_exceed_the_concurrency():
+    in_flight, peak, lock = 0, 0, threading.Lock()
+
+    def complete(group):
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += len(group)
+            peak = max(peak, in_flight)
+        time.sleep(0.01)  # hold the rows in flight so that workers overlap
+        with lock:
+            in_flight -= len(group)
+        return [batch.RowResult(choices=[p]) for p in group]
+
+    results = batch.run_rows([str(i) for i in range(100)], complete, concurrency=10, rows_per_request=4)
+    assert [r.choices for r in results] == [[str(i)] for i in range(100)]
+    assert 4 < peak <= 10  # two groups of 4 at once, never a third (12 > 10)
 
 
 @pytest.mark.parametrize(

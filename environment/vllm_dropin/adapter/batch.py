@@ -328,7 +328,7 @@ def run_rows(
             if progress is not None:
                 progress.rows_done(len(taken))
 
-    workers = min(-(-concurrency // size), -(-len(prompts) // size))
+    workers = min(concurrency // size, -(-len(prompts) // size))  # size <= concurrency: at least 1
     if workers:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for done in [pool.submit(worker) for _ in range(workers)]:
