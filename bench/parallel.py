@@ -36,6 +36,7 @@ import shutil
 import statistics
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -68,23 +69,25 @@ def plain_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max_to
     return asyncio.run(_plain_chats(endpoint, count, concurrency, max_tokens))
 
 
-async def _plain_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max_tokens: int) -> dict:
+Send = Callable[[aiohttp.ClientSession, str, dict, dict[str, str]], Awaitable[bool]]
+
+
+async def _closed_loop(endpoint: servers.Endpoint, count: int, concurrency: int, max_tokens: int, send: Send) -> dict:
+    """`count` chats, `concurrency` at a time, each sent by `send` (True: answered); throughput and
+    failures (counted: the figures say how many failed)."""
     asked = prompts(count)
-    latencies: list[float] = []
-    failures: list[str] = []
+    url = f"{endpoint.base_url}/chat/completions"
     headers = {"Authorization": f"Bearer {endpoint.api_key}"}
     pending = iter(range(count))
+    answered, failures = 0, []
 
     async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal answered
         for i in pending:
             body = {"model": "datarobot-deployed-llm", "messages": [{"role": "user", "content": asked[i]}],
                     "max_tokens": max_tokens, "temperature": 0.0}  # fmt: skip
-            sent = time.perf_counter()
             try:
-                async with session.post(f"{endpoint.base_url}/chat/completions", json=body, headers=headers) as r:
-                    r.raise_for_status()
-                    await r.read()
-                latencies.append(time.perf_counter() - sent)
+                answered += await send(session, url, body, headers)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 failures.append(f"{type(exc).__name__}: {exc}"[:200])
 
@@ -95,13 +98,26 @@ async def _plain_chats(endpoint: servers.Endpoint, count: int, concurrency: int,
         seconds = time.perf_counter() - started
     return {
         "requests": count,
-        "answered": len(latencies),
+        "answered": answered,
         "failed": len(failures),
         "first_failures": sorted(set(failures))[:3],
         "requests_per_s": round(count / seconds, 1),
-        "latency_p50_s": round(_cut(latencies, 50), 3),
-        "latency_p99_s": round(_cut(latencies, 99), 3),
     }
+
+
+async def _plain_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max_tokens: int) -> dict:
+    latencies: list[float] = []
+
+    async def send(session: aiohttp.ClientSession, url: str, body: dict, headers: dict[str, str]) -> bool:
+        sent = time.perf_counter()
+        async with session.post(url, json=body, headers=headers) as response:
+            response.raise_for_status()
+            await response.read()
+        latencies.append(time.perf_counter() - sent)
+        return True
+
+    figures = await _closed_loop(endpoint, count, concurrency, max_tokens, send)
+    return figures | {"latency_p50_s": round(_cut(latencies, 50), 3), "latency_p99_s": round(_cut(latencies, 99), 3)}
 
 
 ENGINE_HISTOGRAMS = {
@@ -136,43 +152,16 @@ def engine_means(before: dict[str, float], after: dict[str, float]) -> dict[str,
 async def _streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max_tokens: int) -> dict:
     ttfts: list[float] = []
     gaps: list[float] = []
-    asked = prompts(count)
-    failures: list[str] = []
-    headers = {"Authorization": f"Bearer {endpoint.api_key}"}
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(count):
-        queue.put_nowait(i)
 
-    async def one(session: aiohttp.ClientSession, i: int) -> int:
-        body = {"model": "datarobot-deployed-llm", "messages": [{"role": "user", "content": asked[i]}],
-                "max_tokens": max_tokens, "temperature": 0.0, "stream": True}  # fmt: skip
-        url = f"{endpoint.base_url}/chat/completions"
-        times = await sse.timed_stream(session, url, body, headers, sse.content_event)
+    async def send(session: aiohttp.ClientSession, url: str, body: dict, headers: dict[str, str]) -> bool:
+        times = await sse.timed_stream(session, url, {**body, "stream": True}, headers, sse.content_event)
         if times.first is not None:
             ttfts.append(times.first)
         gaps.extend(times.gaps)
-        return times.events
+        return times.events > 0
 
-    async def worker(session: aiohttp.ClientSession, answered: list[int]) -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            try:
-                answered.append(await one(session, i))
-            except (TimeoutError, aiohttp.ClientError) as exc:  # counted: the figures say how many failed
-                failures.append(f"{type(exc).__name__}: {exc}"[:200])
-
-    answered: list[int] = []
-    timeout = aiohttp.ClientTimeout(total=900)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(session, answered) for _ in range(concurrency)))
-        seconds = time.perf_counter() - started
-    return {
-        "requests": count,
-        "answered": sum(1 for a in answered if a),
-        "failed": len(failures),
-        "first_failures": sorted(set(failures))[:3],
-        "requests_per_s": round(count / seconds, 1),
+    figures = await _closed_loop(endpoint, count, concurrency, max_tokens, send)
+    return figures | {
         "ttft_p50_s": round(_cut(ttfts, 50), 3),
         "ttft_p99_s": round(_cut(ttfts, 99), 3),
         "itl_p50_ms": round(1000 * _cut(gaps, 50), 2),
