@@ -87,9 +87,11 @@ async def _closed_loop(endpoint: servers.Endpoint, count: int, concurrency: int,
             body = {"model": "datarobot-deployed-llm", "messages": [{"role": "user", "content": asked[i]}],
                     "max_tokens": max_tokens, "temperature": 0.0}  # fmt: skip
             try:
-                answered += await send(session, url, body, headers)
+                done = await send(session, url, body, headers)  # `answered += await ...` would read it before
             except (TimeoutError, aiohttp.ClientError) as exc:
                 failures.append(f"{type(exc).__name__}: {exc}"[:200])
+            else:
+                answered += done
 
     timeout = aiohttp.ClientTimeout(total=900)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
