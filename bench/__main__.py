@@ -45,6 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--engine-args", default=CPU_ENGINE_ARGS, help=f"vLLM flags for every path (default: {CPU_ENGINE_ARGS!r})"
     )
+    p.add_argument(
+        "--server-args",
+        default="",
+        help="vLLM flags for the served paths only, such as --api-server-count (offline LLM takes no front end)",
+    )
     p.add_argument("--sizes", type=ints, default=[256, 1024], help="batch sizes in rows (default: 256,1024)")
     p.add_argument("--output-tokens", type=int, default=32, help="max_tokens per row, greedy (default: 32)")
     p.add_argument("--concurrency", type=int, default=256, help="rows in flight, ours and direct (default: 256)")
@@ -90,12 +95,14 @@ class Bench:
         self.parts = set(args.parts.split(","))
         self.work = args.out
         self.engine_args = shlex.split(args.engine_args)
+        self.server_args = shlex.split(args.server_args)
         self.model = args.model or self._demo_model()
-        self.folder = servers.model_folder(self.model, self.engine_args, self.work)
+        self.folder = servers.model_folder(self.model, [*self.engine_args, *self.server_args], self.work)
         self.results: dict = {
             "meta": {
                 "model": str(self.model),
                 "engine_args": self.engine_args,
+                "server_args": self.server_args,
                 "output_tokens": args.output_tokens,
                 "concurrency": args.concurrency,
                 "rows_per_request": args.rows_per_request,
@@ -126,7 +133,7 @@ class Bench:
 
     # --- time to ready -------------------------------------------------------------------
     def bare_ready(self, cache: Path) -> float:
-        service, endpoint = servers.bare_vllm(self.model, self.engine_args, self.work, cache)
+        service, endpoint = servers.bare_vllm(self.model, [*self.engine_args, *self.server_args], self.work, cache)
         try:
             return service.wait_http(f"{endpoint.base_url}/models")
         finally:

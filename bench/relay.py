@@ -41,6 +41,7 @@ class Streams:
     seconds: float
     firsts: list[float]  # seconds to the first event, per stream
     gaps: list[float]  # seconds between events, per event after the first (events read together: 0)
+    held: list[float]  # per event the paced stand-in stamped, seconds from its write to the client's read
 
 
 async def _streams(url: str, streams: int, tokens: int) -> Streams:
@@ -55,7 +56,8 @@ async def _streams(url: str, streams: int, tokens: int) -> Streams:
         runs = await asyncio.gather(*(sse.timed_stream(session, endpoint, body) for _ in range(streams)))
         seconds = time.perf_counter() - started
     firsts = [run.first for run in runs if run.first is not None]
-    return Streams(sum(run.events for run in runs), seconds, firsts, [g for run in runs for g in run.gaps])
+    return Streams(sum(run.events for run in runs), seconds, firsts, [g for run in runs for g in run.gaps],
+                   [h for run in runs for h in run.held])  # fmt: skip
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -65,7 +67,9 @@ def _ms(values: list[float], q: float) -> float:
 
 def _paced(url: str, direct: str, args: argparse.Namespace) -> None:
     """Through DRUM and straight to the paced stand-in, interleaved: time to the first chunk and
-    between chunks, percentiles of every stream of every round pooled, and their ratios."""
+    between chunks, and each chunk's time from the stand-in's write to the client's read;
+    percentiles of every stream of every round pooled, their ratios, and what DRUM holds a chunk
+    back (its time from write to read, less the direct path's)."""
     pooled: dict[str, list[Streams]] = {"drum": [], "direct": []}
     for i in range(args.repeats):
         for path in ("drum", "direct") if i % 2 == 0 else ("direct", "drum"):
@@ -74,12 +78,15 @@ def _paced(url: str, direct: str, args: argparse.Namespace) -> None:
     for path, runs in pooled.items():
         firsts = [f for run in runs for f in run.firsts]
         gaps = [g for run in runs for g in run.gaps]
+        held = [h for run in runs for h in run.held]
         figures[path] = {"first_p50_ms": _ms(firsts, 0.5), "first_p99_ms": _ms(firsts, 0.99),
                          "gap_p50_ms": _ms(gaps, 0.5), "gap_p99_ms": _ms(gaps, 0.99),
+                         "held_p50_ms": _ms(held, 0.5), "held_p99_ms": _ms(held, 0.99), "held_max_ms": _ms(held, 1.0),
                          "chunks_per_s": round(sorted(r.events / r.seconds for r in runs)[len(runs) // 2])}  # fmt: skip
     ratios = {key: round(figures["drum"][key] / max(figures["direct"][key], 1e-9), 2) for key in figures["drum"]}
+    added = {key: round(figures["drum"][key] - figures["direct"][key], 2) for key in figures["drum"] if "held" in key}
     print(json.dumps({"streams": args.streams, "pace_ms": args.pace_ms, "workers": args.workers, **figures,
-                      "drum_over_direct": ratios}))  # fmt: skip
+                      "drum_over_direct": ratios, "drum_holds_a_chunk_ms": added}))  # fmt: skip
 
 
 def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen:

@@ -7,6 +7,7 @@ the chunks). Events that arrive in one read count as arriving together (a gap of
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ class StreamTimes:
     events: int = 0  # events counted
     first: float | None = None  # seconds from sending to the first counted event
     gaps: list[float] = field(default_factory=list)  # seconds between counted events
+    held: list[float] = field(default_factory=list)  # per stamped event, seconds from its write upstream to its read
+
+
+SENT_AT = re.compile(rb'"sent_at":([0-9.]+)')  # bench.standin's paced mode stamps its events (CLOCK_MONOTONIC)
 
 
 def every_event(_event: bytes) -> bool:
@@ -43,9 +48,12 @@ async def timed_stream(
     async with session.post(url, json=body, headers=headers) as response:
         response.raise_for_status()
         async for data in response.content.iter_any():
-            now = time.perf_counter()
+            now, clock = time.perf_counter(), time.monotonic()
             *whole, buffer = (buffer + data).split(b"\n\n")
-            for _ in filter(counted, whole):
+            for event in filter(counted, whole):
+                stamp = SENT_AT.search(event)
+                if stamp:
+                    times.held.append(clock - float(stamp[1]))
                 if times.events == 0:
                     times.first = now - sent
                 else:

@@ -69,17 +69,25 @@ def stream_body(body: dict) -> bytes:
     return b"".join(parts)
 
 
+def _stamped(event: bytes) -> bytes:
+    """An event carrying the time it is written (CLOCK_MONOTONIC: one clock for every process of a
+    host), so a client can tell how long a relay held it back."""
+    if not event.endswith(b"}"):
+        return event + b"\n\n"  # [DONE]
+    return event[:-1] + b',"sent_at":%.6f}\n\n' % time.monotonic()
+
+
 async def paced(request: web.Request, body: dict, first_s: float, gap_s: float) -> web.StreamResponse:
     """The same chunks at an engine's pace: headers at once, the role and first word after `first_s`
-    (a prefill), then one chunk every `gap_s` (decode steps)."""
+    (a prefill), then one chunk every `gap_s` (decode steps); each stamped with its write time."""
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     chunks = stream_body(body).split(b"\n\n")[:-1]
     await asyncio.sleep(first_s)
-    await response.write(chunks[0] + b"\n\n" + chunks[1] + b"\n\n")
+    await response.write(_stamped(chunks[0]) + _stamped(chunks[1]))
     for chunk in chunks[2:]:
         await asyncio.sleep(gap_s)
-        await response.write(chunk + b"\n\n")
+        await response.write(_stamped(chunk))
     await response.write_eof()
     return response
 
