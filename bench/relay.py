@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 from bench import memory, servers, sse
 from vllm_dropin.contract import BatchSettings
@@ -42,22 +43,26 @@ class Streams:
     firsts: list[float]  # seconds to the first event, per stream
     gaps: list[float]  # seconds between events, per event after the first (events read together: 0)
     held: list[float]  # per event the paced stand-in stamped, seconds from its write to the client's read
+    worker_cpu_s: list[float]  # CPU seconds each DRUM worker asked for used during the timed streams
 
 
-async def _streams(url: str, streams: int, tokens: int) -> Streams:
-    """`streams` streamed chats at once, after a warm-up of a few."""
+async def _streams(url: str, streams: int, tokens: int, workers: tuple[int, ...] = ()) -> Streams:
+    """`streams` streamed chats at once, after a warm-up round of as many (the relay lends a client per stream)."""
     body = {"model": "datarobot-deployed-llm", "stream": True, "max_tokens": tokens,
             "messages": [{"role": "user", "content": "one two three four five six seven eight"}]}  # fmt: skip
     endpoint = f"{url}/v1/chat/completions"
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
-        await asyncio.gather(*(sse.timed_stream(session, endpoint, body) for _ in range(min(streams, 4))))  # warm-up
-        started = time.perf_counter()
+        # warm-up: as many streams as measured (the relay lends a client per stream)
+        await asyncio.gather(*(sse.timed_stream(session, endpoint, body) for _ in range(streams)))
+        cpu = [_cpu_s(pid) for pid in workers]
+        begun = time.perf_counter()
         runs = await asyncio.gather(*(sse.timed_stream(session, endpoint, body) for _ in range(streams)))
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - begun
+        cpu = [_cpu_s(pid) - before for pid, before in zip(workers, cpu, strict=True)]
     firsts = [run.first for run in runs if run.first is not None]
     return Streams(sum(run.events for run in runs), seconds, firsts, [g for run in runs for g in run.gaps],
-                   [h for run in runs for h in run.held])  # fmt: skip
+                   [h for run in runs for h in run.held], cpu)  # fmt: skip
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -65,7 +70,7 @@ def _ms(values: list[float], q: float) -> float:
     return round(1000 * ordered[min(int(q * len(ordered)), len(ordered) - 1)], 1)
 
 
-def _paced(url: str, direct: str, args: argparse.Namespace) -> None:
+def _paced(url: str, direct: str, workers: list[int], args: argparse.Namespace) -> None:
     """Through DRUM and straight to the paced stand-in, interleaved: time to the first chunk and
     between chunks, and each chunk's time from the stand-in's write to the client's read;
     percentiles of every stream of every round pooled, their ratios, and what DRUM holds a chunk
@@ -73,7 +78,8 @@ def _paced(url: str, direct: str, args: argparse.Namespace) -> None:
     pooled: dict[str, list[Streams]] = {"drum": [], "direct": []}
     for i in range(args.repeats):
         for path in ("drum", "direct") if i % 2 == 0 else ("direct", "drum"):
-            pooled[path].append(asyncio.run(_streams(url if path == "drum" else direct, args.streams, args.tokens)))
+            target, pids = (url, tuple(workers)) if path == "drum" else (direct, ())
+            pooled[path].append(asyncio.run(_streams(target, args.streams, args.tokens, pids)))
     figures = {}
     for path, runs in pooled.items():
         firsts = [f for run in runs for f in run.firsts]
@@ -84,15 +90,22 @@ def _paced(url: str, direct: str, args: argparse.Namespace) -> None:
                          "held_p50_ms": _ms(held, 0.5), "held_p99_ms": _ms(held, 0.99), "held_max_ms": _ms(held, 1.0),
                          "chunks_per_s": round(sorted(r.events / r.seconds for r in runs)[len(runs) // 2])}  # fmt: skip
     ratios = {key: round(figures["drum"][key] / max(figures["direct"][key], 1e-9), 2) for key in figures["drum"]}
+    cpu = [sum(per) for per in zip(*(run.worker_cpu_s for run in pooled["drum"]), strict=True)]
     added = {key: round(figures["drum"][key] - figures["direct"][key], 2) for key in figures["drum"] if "held" in key}
     print(json.dumps({"streams": args.streams, "pace_ms": args.pace_ms, "workers": args.workers, **figures,
-                      "drum_over_direct": ratios, "drum_holds_a_chunk_ms": added}))  # fmt: skip
+                      "drum_over_direct": ratios, "drum_holds_a_chunk_ms": added,
+                      "worker_cpu_shares": [round(c / max(sum(cpu), 1e-9), 2) for c in cpu]}))  # fmt: skip
+
+
+def _cpu_s(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen:
     py_spy = Path(sys.executable).parent / "py-spy"
     argv = [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
-            "--format", "raw", "--output", str(out), "--nonblocking"]  # fmt: skip
+            "--format", "raw", "--output", str(out), "--nonblocking", "--idle"]  # fmt: skip
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -135,14 +148,21 @@ def main() -> None:
         service, url = servers.adapter_only(upstream, BATCH, work)
         try:
             service.wait_http(f"{url}/v1/models", 120)
+            workers = memory.drum_workers(service.proc.pid)
             if args.pace_ms:
-                _paced(url, upstream.base_url.removesuffix("/v1"), args)
+                profilers = [_profile(pid, 10, work / f"profile-{pid}.txt") for pid in workers] if args.profile else []
+                _paced(url, upstream.base_url.removesuffix("/v1"), workers, args)
+                for profiler in profilers:
+                    profiler.wait(60)
+                if profilers:
+                    print(summary(sorted(work.glob("profile-*.txt"))))
                 return
-            [worker] = memory.drum_workers(service.proc.pid)
-            rates, firsts_ms = [], []
+            [worker] = workers
+            rates, firsts_ms, cpu_us = [], [], []
             for i in range(args.repeats):
                 profiler = _profile(worker, 10, work / "profile.txt") if args.profile and i == 0 else None
-                run = asyncio.run(_streams(url, args.streams, args.tokens))
+                run = asyncio.run(_streams(url, args.streams, args.tokens, (worker,)))
+                cpu_us.append(1e6 * sum(run.worker_cpu_s) / run.events)
                 rates.append(run.events / run.seconds)
                 firsts_ms.append(_ms(run.firsts, 0.5))
                 if profiler is not None:
@@ -151,6 +171,7 @@ def main() -> None:
             print(json.dumps({"streams": args.streams, "chunks_per_stream": args.tokens + 3,
                               "chunks_per_s_per_worker": round(rates[len(rates) // 2]),
                               "runs": [round(r) for r in rates],
+                              "worker_cpu_us_per_chunk": round(sorted(cpu_us)[len(cpu_us) // 2]),
                               "first_event_p50_ms": round(sorted(firsts_ms)[len(firsts_ms) // 2], 1)}))  # fmt: skip
             if args.profile and (work / "profile.txt").exists():
                 print(summary([work / "profile.txt"]))

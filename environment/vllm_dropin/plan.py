@@ -96,7 +96,9 @@ def _param_flags(settings: Settings) -> dict[str, list[str]]:
     return flags
 
 
-def _parallel(settings: Settings, engine_args: list[str], model: ModelSource, gpus: GpuInventory) -> ParallelInputs:
+def _parallel(
+    settings: Settings, engine_args: list[str], model: ModelSource, gpus: GpuInventory, cpus: int | None
+) -> ParallelInputs:
     """The planner's inputs; the weights are read only where there are GPUs to plan for."""
     dtype = vllm_flags.long_flag(engine_args, "dtype")
     folder = Path(model.ref)
@@ -105,7 +107,7 @@ def _parallel(settings: Settings, engine_args: list[str], model: ModelSource, gp
         if gpus.count and model.local and folder.is_dir()
         else None
     )
-    return ParallelInputs(settings.parallelism, gpus, weights, settings.gpu_memory_utilization)
+    return ParallelInputs(settings.parallelism, gpus, weights, settings.gpu_memory_utilization, cpus=cpus)
 
 
 def _batch(
@@ -125,14 +127,14 @@ def _batch(
 
 
 def _from_folder(
-    settings: Settings, engine_args: list[str], code_dir: Path, gpus: GpuInventory, hook_pending: bool
+    settings: Settings, engine_args: list[str], code_dir: Path, gpus: GpuInventory, hook_pending: bool, cpus: int | None
 ) -> dict:
     """The parts of the plan that depend on what the model folder holds (which load_model may change)."""
     engine_model, _ = vllm_flags.split_model(engine_args)
     uri = artifacts.uri_of(settings)
     artifact = (artifacts.place(uri, cache_dir(settings)), uri.shown) if uri else None
     model = model_source.resolve(engine_model, code_dir, settings.model, hook_pending, artifact)
-    inputs = _parallel(settings, engine_args, model, gpus)
+    inputs = _parallel(settings, engine_args, model, gpus, cpus)
     found = adapters.discover(code_dir)
     if not hook_pending:  # else checked once load_model, which may place adapters, has run
         _check_lora_choice(settings, found, engine_args)
@@ -150,12 +152,14 @@ def build(
     code_dir: Path,
     gpus: GpuInventory = NO_GPU,
     hook_pending: bool = False,
+    cpus: int | None = None,
 ) -> LaunchPlan:
     """The plan, or ConfigError on any problem found without vLLM's parser.
 
-    `hook_pending`: load_model has yet to run; `settle_model` decides the model once it has."""
+    `hook_pending`: load_model has yet to run; `settle_model` decides the model once it has.
+    `cpus`: the cores the deployment may use (None: not known)."""
     return LaunchPlan(
-        **_from_folder(settings, engine_args, code_dir, gpus, hook_pending),
+        **_from_folder(settings, engine_args, code_dir, gpus, hook_pending, cpus),
         engine_args=list(engine_args),
         param_flags=_param_flags(settings),
         cache_dir=cache_dir(settings),
@@ -174,5 +178,5 @@ def build(
 def settle_model(plan: LaunchPlan, settings: Settings, code_dir: Path) -> LaunchPlan:
     """The plan once load_model has run: the model source no longer assumes the hook fills its folder,
     and adapters or a schema file it placed are read."""
-    parts = _from_folder(settings, plan.engine_args, code_dir, plan.parallel.gpus, hook_pending=False)
+    parts = _from_folder(settings, plan.engine_args, code_dir, plan.parallel.gpus, False, plan.parallel.cpus)
     return dataclasses.replace(plan, **parts)

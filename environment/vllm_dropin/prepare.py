@@ -5,6 +5,7 @@ Both call `prepare()`, so `check` cannot pass a configuration that `serve` rejec
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,5 +34,7 @@ def prepare(code_dir: Path, settings: Settings, environ: Mapping[str, str]) -> P
     """engine_config.json, the model's hook and the plan; ConfigError / HookError on any problem."""
     engine_args = engine_config.load(code_dir)
     load_model = user_hook.find(code_dir)
-    plan = plan_mod.build(settings, engine_args, code_dir, gpus.visible(environ), hook_pending=load_model is not None)
+    plan = plan_mod.build(
+        settings, engine_args, code_dir, gpus.visible(environ), load_model is not None, len(os.sched_getaffinity(0))
+    )
     return Prepared(code_dir, settings, load_model, plan)

@@ -91,7 +91,7 @@ def test_the_reason_says_why_in_numbers():
     assert planned.flags == ["--data-parallel-size", "2", "--api-server-count", "2"]
     assert planned.reason == (
         "0.99B params, bfloat16 = 2.0 GB of weights (safetensors headers); 2 GPUs of 79.6 GiB, weights may take "
-        "35.8 GiB of each: fits one GPU → data parallel 2"
+        "35.8 GiB of each: fits one GPU → data parallel 2; 2 vLLM API servers"
     )
 
 
@@ -171,7 +171,33 @@ def test_the_supervisor_reads_the_users_sizes_without_vllms_parser(args, sizes):
 )
 def test_rows_in_flight_and_api_servers_follow_the_replicas(tiny_model, tmp_path, count, engine, params, rows, api):
     settings = runtime_params.parse({"model": str(tiny_model), **params})
-    launch = plan.build(settings, engine, tmp_path, GpuInventory(count, H100))
+    launch = plan.build(settings, engine, tmp_path, GpuInventory(count, H100))  # cores unknown
     assert launch.batch.max_concurrent_rows == rows
     argv = vllm_command.build(launch).argv
     assert (argv[argv.index("--api-server-count") : argv.index("--api-server-count") + 2] if api else []) == api
+
+
+@pytest.mark.parametrize(
+    ("gpus", "cpus", "engine", "api"),
+    [
+        (1, 16, [], "2"),  # one engine on a GPU: a second Python front end
+        (1, 8, [], "2"),
+        (1, 7, [], None),  # too few cores to give it one
+        (1, None, [], None),  # cores not known
+        (0, 16, [], None),  # no GPU: vLLM on CPU keeps one front end
+        (4, 16, [], "4"),  # four replicas: one each
+        (1, 16, ["--api-server-count", "1"], None),  # the user's count wins
+        (2, 16, ["-dp", "2", "--data-parallel-external-lb"], None),  # vLLM's own front-end modes
+        (1, 16, ["-tp", "1"], "2"),  # the user's sizes leave one engine on a GPU
+    ],
+)
+def test_a_gpu_engine_gets_a_second_api_server_where_the_host_has_the_cores(
+    tiny_model, tmp_path, gpus, cpus, engine, api
+):
+    settings = runtime_params.parse({"model": str(tiny_model)})
+    command = vllm_command.build(plan.build(settings, engine, tmp_path, GpuInventory(gpus, H100), cpus=cpus))
+    argv = command.argv
+    given = argv[argv.index("--api-server-count") + 1] if "--api-server-count" in argv else None
+    assert given == (api if api or "--api-server-count" not in engine else "1")
+    if api:
+        assert command.parallelism.endswith(f"; {api} vLLM API servers")
