@@ -105,7 +105,7 @@ def _cpu_s(pid: int) -> float:
 def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen:
     py_spy = Path(sys.executable).parent / "py-spy"
     argv = [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
-            "--format", "raw", "--output", str(out), "--nonblocking", "--idle"]  # fmt: skip
+            "--format", "raw", "--output", str(out), "--nonblocking"]  # fmt: skip
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -4,9 +4,10 @@ import json
 
 import pytest
 from datarobot_drum.drum.language_predictors.base_language_predictor import BaseLanguagePredictor
+from datarobot_drum.drum.root_predictors.chat_helpers import is_streaming_response
 from datarobot_drum.drum.root_predictors.predict_mixin import PredictMixin
 
-from vllm_dropin.adapter.chat import RelayChunk
+from vllm_dropin.adapter.chat import RelayChunk, RelayCompletion
 from vllm_dropin.adapter.sse import whole_events
 
 
@@ -44,6 +45,22 @@ def test_drum_sees_the_content_and_its_association_id_reaches_every_chunk():
     assert [e["choices"][0]["delta"].get("content") for e in events] == ["Hello", " world", None]
     assert events_of(sse)[0] == {k: v for k, v in events[0].items() if k != "datarobot_association_id"}
     assert [c.choices[0].delta.content for c in sent] == ["Hello", " world", None]
+
+
+def test_drum_takes_a_plain_answer_as_vllm_sent_it_with_its_association_id():
+    """DRUM's checks on a plain answer: not a stream, the content for its reporting, the id set by
+    attribute and the body from to_dict(): vLLM's JSON plus that id, fields openai does not know kept."""
+    sent = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi ✓"}, "finish_reason": "stop",
+                         "stop_reason": None}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+            "kv_transfer_params": None}  # fmt: skip
+    answer = BaseLanguagePredictor._validate_chat_response(RelayCompletion(sent))
+    assert not is_streaming_response(answer)
+    assert answer.choices[0].message.content == "Hi ✓"
+    answer.datarobot_association_id = "assoc-2"
+    assert answer.to_dict() == {**sent, "datarobot_association_id": "assoc-2"}
+    assert "datarobot_association_id" not in sent
 
 
 def test_whole_events_join_drums_parts_and_close_the_source():

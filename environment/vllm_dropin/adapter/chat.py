@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
-from openai.types.chat import ChatCompletion
 
 from .client import Upstream, unreachable
 from .openai_errors import openai_error
@@ -69,6 +68,43 @@ class RelayChunk:
         return text.translate(_LINE_BREAKS_JSON_KEEPS)
 
 
+class _Message:
+    __slots__ = ("content",)
+
+    def __init__(self, message: Any) -> None:
+        self.content = message.get("content") if isinstance(message, dict) else None
+
+
+class _AnswerChoice:
+    __slots__ = ("message",)
+
+    def __init__(self, choice: Any) -> None:
+        self.message = _Message(choice.get("message") if isinstance(choice, dict) else None)
+
+
+class RelayCompletion:
+    """A chat completion relayed as vLLM sent it, for what RelayChunk does for a chunk: DRUM reads
+    `object` and `choices[0].message.content`, sets `datarobot_association_id` and calls
+    `to_dict()`. openai's ChatCompletion model, built from the JSON and dumped again, was work for
+    nothing on every plain chat."""
+
+    __slots__ = ("_data", "choices", "datarobot_association_id")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+        self.choices = [_AnswerChoice(c) for c in data.get("choices") or ()]
+        self.datarobot_association_id: str | None = None
+
+    @property
+    def object(self) -> str:
+        return self._data.get("object", "chat.completion")
+
+    def to_dict(self, **_ignored: Any) -> dict[str, Any]:
+        if self.datarobot_association_id is None:
+            return self._data
+        return {**self._data, "datarobot_association_id": self.datarobot_association_id}
+
+
 class RelayStream(openai.Stream[RelayChunk]):
     """openai's Stream, reading vLLM's body to its end before the [DONE] event ends the iteration.
 
@@ -109,7 +145,7 @@ def _fair(stream: openai.Stream[Any], release: Callable[[], None]) -> Iterator[A
 
 
 def chat(params: dict[str, Any], upstream: Upstream) -> Any:
-    """A ChatCompletion, or a stream of chunks when params ask for stream=true."""
+    """A chat completion, or a stream of chunks when params ask for stream=true (vLLM's JSON either way)."""
     if not isinstance(params, dict):
         message = "chat request body must be a JSON object"
         raise openai_error(400, message, logged=message)
@@ -119,15 +155,11 @@ def chat(params: dict[str, Any], upstream: Upstream) -> Any:
     try:
         # The body goes to vLLM as the caller sent it (vLLM's own fields such as top_k included);
         # vLLM validates it. create() would re-check and re-transform every field for nothing.
-        result = client.post(
-            "/chat/completions",
-            body=params,
-            cast_to=ChatCompletion,
-            stream=stream,
-            stream_cls=RelayStream,
-        )
+        result = client.post("/chat/completions", body=params, cast_to=object, stream=stream, stream_cls=RelayStream)
         streaming = stream
-        return _fair(result, lambda: upstream.clients.give_back(client)) if stream else result
+        if stream:
+            return _fair(result, lambda: upstream.clients.give_back(client))
+        return RelayCompletion(result if isinstance(result, dict) else {})
     except openai.APIStatusError as exc:
         raise openai_error(exc.status_code, exc.message, exc.body) from None
     except openai.APIConnectionError as exc:
