@@ -44,17 +44,12 @@ import requests
 
 from bench import clients, memory, relay, servers, sse
 from bench.adapters import make_adapter
+from bench.percentiles import percentile
 from bench.workload import prompts
 from demo.running import RunningEnvironment, runtime_param_env
 
 BENCH_KEYS = ("engine_args", "adapters", "row_adapters")
 SIZES = re.compile(r"(tensor_parallel_size|data_parallel_size|pipeline_parallel_size)['\"]?[:=]\s*(\d+)")
-
-
-def _cut(values: list[float], q: int) -> float:
-    if not values:
-        return float("nan")
-    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
 
 
 def streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max_tokens: int) -> dict:
@@ -119,7 +114,10 @@ async def _plain_chats(endpoint: servers.Endpoint, count: int, concurrency: int,
         return True
 
     figures = await _closed_loop(endpoint, count, concurrency, max_tokens, send)
-    return figures | {"latency_p50_s": round(_cut(latencies, 50), 3), "latency_p99_s": round(_cut(latencies, 99), 3)}
+    return figures | {
+        "latency_p50_s": round(percentile(latencies, 50), 3),
+        "latency_p99_s": round(percentile(latencies, 99), 3),
+    }
 
 
 ENGINE_HISTOGRAMS = {
@@ -164,10 +162,10 @@ async def _streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: i
 
     figures = await _closed_loop(endpoint, count, concurrency, max_tokens, send)
     return figures | {
-        "ttft_p50_s": round(_cut(ttfts, 50), 3),
-        "ttft_p99_s": round(_cut(ttfts, 99), 3),
-        "itl_p50_ms": round(1000 * _cut(gaps, 50), 2),
-        "itl_p99_ms": round(1000 * _cut(gaps, 99), 2),
+        "ttft_p50_s": round(percentile(ttfts, 50), 3),
+        "ttft_p99_s": round(percentile(ttfts, 99), 3),
+        "itl_p50_ms": round(1000 * percentile(gaps, 50), 2),
+        "itl_p99_ms": round(1000 * percentile(gaps, 99), 2),
     }
 
 

@@ -30,6 +30,7 @@ import aiohttp
 import psutil
 
 from bench import memory, servers, sse
+from bench.percentiles import percentile
 from vllm_dropin.contract import BatchSettings
 
 BATCH = BatchSettings(prompt_column_name="promptText", max_tokens=16, n=1, temperature=0.0,
@@ -66,8 +67,7 @@ async def _streams(url: str, streams: int, tokens: int, workers: tuple[int, ...]
 
 
 def _ms(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(1000 * ordered[min(int(q * len(ordered)), len(ordered) - 1)], 1)
+    return round(1000 * percentile(values, q), 1)
 
 
 def _paced(url: str, direct: str, workers: list[int], args: argparse.Namespace) -> None:
@@ -85,9 +85,9 @@ def _paced(url: str, direct: str, workers: list[int], args: argparse.Namespace) 
         firsts = [f for run in runs for f in run.firsts]
         gaps = [g for run in runs for g in run.gaps]
         held = [h for run in runs for h in run.held]
-        figures[path] = {"first_p50_ms": _ms(firsts, 0.5), "first_p99_ms": _ms(firsts, 0.99),
-                         "gap_p50_ms": _ms(gaps, 0.5), "gap_p99_ms": _ms(gaps, 0.99),
-                         "held_p50_ms": _ms(held, 0.5), "held_p99_ms": _ms(held, 0.99), "held_max_ms": _ms(held, 1.0),
+        figures[path] = {"first_p50_ms": _ms(firsts, 50), "first_p99_ms": _ms(firsts, 99),
+                         "gap_p50_ms": _ms(gaps, 50), "gap_p99_ms": _ms(gaps, 99),
+                         "held_p50_ms": _ms(held, 50), "held_p99_ms": _ms(held, 99), "held_max_ms": _ms(held, 100),
                          "chunks_per_s": round(sorted(r.events / r.seconds for r in runs)[len(runs) // 2])}  # fmt: skip
     ratios = {key: round(figures["drum"][key] / max(figures["direct"][key], 1e-9), 2) for key in figures["drum"]}
     cpu = [sum(per) for per in zip(*(run.worker_cpu_s for run in pooled["drum"]), strict=True)]
@@ -164,7 +164,7 @@ def main() -> None:
                 run = asyncio.run(_streams(url, args.streams, args.tokens, (worker,)))
                 cpu_us.append(1e6 * sum(run.worker_cpu_s) / run.events)
                 rates.append(run.events / run.seconds)
-                firsts_ms.append(_ms(run.firsts, 0.5))
+                firsts_ms.append(_ms(run.firsts, 50))
                 if profiler is not None:
                     profiler.wait(60)
             rates.sort()
