@@ -16,28 +16,50 @@ from .openai_errors import openai_error
 _LINE_BREAKS_JSON_KEEPS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
-class _Delta:
+class _Content:
     __slots__ = ("content",)
 
-    def __init__(self, delta: Any) -> None:
-        self.content = delta.get("content") if isinstance(delta, dict) else None
+    def __init__(self, part: Any) -> None:
+        self.content = part.get("content") if isinstance(part, dict) else None
 
 
 class _Choice:
-    __slots__ = ("delta",)
+    """A choice as DRUM reads it: the content of its `delta` (a chunk) or `message` (an answer)."""
 
-    def __init__(self, choice: Any) -> None:
-        self.delta = _Delta(choice.get("delta") if isinstance(choice, dict) else None)
+    __slots__ = ("delta", "message")
+
+    def __init__(self, choice: Any, part: str) -> None:
+        self.delta = self.message = _Content(choice.get(part) if isinstance(choice, dict) else None)
 
 
-class RelayChunk:
-    """A streamed chunk relayed as vLLM sent it, without openai's pydantic model.
+class _Relayed:
+    """vLLM's JSON where DRUM expects an openai model: DRUM reads `object` and the choices'
+    content (for its reporting), sets `datarobot_association_id` and serializes; nothing else.
+    Building openai's pydantic model from the JSON and dumping it again was work for nothing:
+    ~40 % of a DRUM worker relaying streams (py-spy, bench.relay), a third of our CPU per plain chat."""
 
-    DRUM reads `object`, `choices[0].delta.content` (for its reporting), sets
-    `datarobot_association_id` and calls `to_json()`; nothing else. Building a ChatCompletionChunk
-    per chunk and dumping it again was ~40 % of a DRUM worker's time when relaying streams
-    (py-spy, bench.relay). openai's Stream still decodes the SSE and raises on an error event;
-    `build` is its hook for a model built from the decoded JSON.
+    __slots__ = ("_data", "choices", "datarobot_association_id")
+    _part = ""  # what each choice holds
+    _object = ""  # `object` when vLLM's JSON lacks it
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+        self.choices = [_Choice(c, self._part) for c in data.get("choices") or ()]
+        self.datarobot_association_id: str | None = None
+
+    @property
+    def object(self) -> str:
+        return self._data.get("object", self._object)
+
+    def _with_id(self) -> dict[str, Any]:
+        if self.datarobot_association_id is None:
+            return self._data
+        return {**self._data, "datarobot_association_id": self.datarobot_association_id}
+
+
+class RelayChunk(_Relayed):
+    """A streamed chunk as vLLM sent it. openai's Stream still decodes the SSE and raises on an
+    error event; `build` is its hook for a model built from the decoded JSON.
 
     The JSON must also survive DRUM's SSE encoding: DRUM writes `data:` lines by splitting
     to_json() with splitlines(), which also splits on U+0085, U+2028 and U+2029; a token holding
@@ -45,64 +67,28 @@ class RelayChunk:
     the JSON equal and whole.
     """
 
-    __slots__ = ("_data", "choices", "datarobot_association_id")
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self._data = data
-        self.choices = [_Choice(c) for c in data.get("choices") or ()]
-        self.datarobot_association_id: str | None = None
+    __slots__ = ()
+    _part = "delta"
+    _object = "chat.completion.chunk"
 
     @classmethod
     def build(cls, *, response: object, data: object) -> RelayChunk:
         return cls(data if isinstance(data, dict) else {})
 
-    @property
-    def object(self) -> str:
-        return self._data.get("object", "chat.completion.chunk")
-
     def to_json(self, indent: int | None = None, **_ignored: Any) -> str:
-        data = self._data
-        if self.datarobot_association_id is not None:
-            data = {**data, "datarobot_association_id": self.datarobot_association_id}
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), indent=indent)
+        text = json.dumps(self._with_id(), ensure_ascii=False, separators=(",", ":"), indent=indent)
         return text.translate(_LINE_BREAKS_JSON_KEEPS)
 
 
-class _Message:
-    __slots__ = ("content",)
+class RelayCompletion(_Relayed):
+    """A whole chat completion as vLLM sent it; DRUM answers with `to_dict()`."""
 
-    def __init__(self, message: Any) -> None:
-        self.content = message.get("content") if isinstance(message, dict) else None
-
-
-class _AnswerChoice:
-    __slots__ = ("message",)
-
-    def __init__(self, choice: Any) -> None:
-        self.message = _Message(choice.get("message") if isinstance(choice, dict) else None)
-
-
-class RelayCompletion:
-    """A chat completion relayed as vLLM sent it, for what RelayChunk does for a chunk: DRUM reads
-    `object` and `choices[0].message.content`, sets `datarobot_association_id` and calls
-    `to_dict()`. openai's ChatCompletion model, built from the JSON and dumped again, was work for
-    nothing on every plain chat."""
-
-    __slots__ = ("_data", "choices", "datarobot_association_id")
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self._data = data
-        self.choices = [_AnswerChoice(c) for c in data.get("choices") or ()]
-        self.datarobot_association_id: str | None = None
-
-    @property
-    def object(self) -> str:
-        return self._data.get("object", "chat.completion")
+    __slots__ = ()
+    _part = "message"
+    _object = "chat.completion"
 
     def to_dict(self, **_ignored: Any) -> dict[str, Any]:
-        if self.datarobot_association_id is None:
-            return self._data
-        return {**self._data, "datarobot_association_id": self.datarobot_association_id}
+        return self._with_id()
 
 
 class RelayStream(openai.Stream[RelayChunk]):
