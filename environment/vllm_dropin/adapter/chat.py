@@ -145,7 +145,10 @@ def chat(params: dict[str, Any], upstream: Upstream) -> Any:
         streaming = stream
         if stream:
             return _fair(result, lambda: upstream.clients.give_back(client))
-        return RelayCompletion(result if isinstance(result, dict) else {})
+        if not isinstance(result, dict):
+            message = f"vLLM answered the chat with {type(result).__name__}, not a JSON object"
+            raise openai_error(502, message, logged=message)
+        return RelayCompletion(result)
     except openai.APIStatusError as exc:
         raise openai_error(exc.status_code, exc.message, exc.body) from None
     except openai.APIConnectionError as exc:
