@@ -88,7 +88,8 @@ def api_servers(planned: ParallelPlan, inputs: ParallelInputs) -> int:
 def with_api_servers(planned: ParallelPlan, inputs: ParallelInputs, explicit: Mapping[str, object]) -> ParallelPlan:
     """The plan with `api_servers` of them unless the user sets a count (or a front-end mode)."""
     count = api_servers(planned, inputs)
-    if count <= 1 or "api_server_count" in explicit or any(explicit.get(flag) for flag in OWN_FRONT_END):
+    own_front_end = any(flag in explicit and explicit[flag] is not False for flag in OWN_FRONT_END)  # rank 0 too
+    if count <= 1 or "api_server_count" in explicit or own_front_end:
         return planned
     flags = [*planned.flags, "--api-server-count", str(count)]
     reason = f"{planned.reason}; {count} vLLM API servers"

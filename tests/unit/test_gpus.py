@@ -188,6 +188,7 @@ def test_rows_in_flight_and_api_servers_follow_the_replicas(tiny_model, tmp_path
         (4, 16, [], "4"),  # four replicas: one each
         (1, 16, ["--api-server-count", "1"], None),  # the user's count wins
         (2, 16, ["-dp", "2", "--data-parallel-external-lb"], None),  # vLLM's own front-end modes
+        (2, 16, ["-dp", "2", "--data-parallel-rank", "0"], None),  # rank 0 is set too
         (1, 16, ["-tp", "1"], "2"),  # the user's sizes leave one engine on a GPU
     ],
 )
