@@ -54,7 +54,6 @@ async def _streams(url: str, streams: int, tokens: int, workers: tuple[int, ...]
     endpoint = f"{url}/v1/chat/completions"
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
-        # warm-up: as many streams as measured (the relay lends a client per stream)
         await asyncio.gather(*(sse.timed_stream(session, endpoint, body) for _ in range(streams)))
         cpu = [_cpu_s(pid) for pid in workers]
         begun = time.perf_counter()

@@ -178,5 +178,7 @@ def build(
 def settle_model(plan: LaunchPlan, settings: Settings, code_dir: Path) -> LaunchPlan:
     """The plan once load_model has run: the model source no longer assumes the hook fills its folder,
     and adapters or a schema file it placed are read."""
-    parts = _from_folder(settings, plan.engine_args, code_dir, plan.parallel.gpus, False, plan.parallel.cpus)
+    parts = _from_folder(
+        settings, plan.engine_args, code_dir, plan.parallel.gpus, hook_pending=False, cpus=plan.parallel.cpus
+    )
     return dataclasses.replace(plan, **parts)
