@@ -242,6 +242,7 @@ class Bench:
                     "engine_args": self.engine_args,
                     "max_tokens": self.args.output_tokens,
                     "sizes": self.args.sizes,
+                    "repeats": self.args.repeats,
                 }
             )
         )

@@ -26,7 +26,11 @@ from .settings import PARAMETERS, Settings
 
 DEFAULT_CACHE_DIR = Path(tempfile.gettempdir()) / "vllm-dropin-cache"
 NO_GPU = GpuInventory(0, None)
-ROWS_PER_REPLICA = 256  # rows of a batch in flight per vLLM replica: enough for its continuous batching
+CPU_ROWS_PER_REPLICA = 256  # rows of a batch in flight per CPU vLLM replica: enough for its continuous batching
+# On GPUs, vLLM's largest CUDA graph batch by default (min(2 x max_num_seqs, 512)): decode steps of more
+# sequences run without graphs (H100, ~1B model, 128 tokens a row: 1024 in flight 0.80x the rows/s of
+# 512 on 2048 rows; 512 against 256: 1.24x on 2048 rows, 1.13x on 1024, 0.96x on 512).
+GPU_ROWS_PER_REPLICA = 512
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ def _batch(
     settings: Settings, inputs: ParallelInputs, engine_args: list[str], code_dir: Path, hook_pending: bool = False
 ) -> BatchSettings:
     """The batch parameters, checked and resolved (batch_config); rows in flight default to
-    ROWS_PER_REPLICA for each data-parallel replica."""
+    GPU_ROWS_PER_REPLICA (CPU_ROWS_PER_REPLICA without GPUs) for each data-parallel replica."""
     values = {p.name: getattr(settings, p.name) for p in PARAMETERS if p.feeds == "batch"}
     values |= batch_config.resolve(settings, code_dir, hook_pending)
     if values["max_concurrent_rows"] is None:
@@ -122,7 +126,8 @@ def _batch(
             replicas = parallel.plan(inputs, parallel.sizes_in(engine_args)).data
         except ConfigError:
             replicas = 1  # the vLLM process names impossible sizes with vLLM's own reading of the flags
-        values["max_concurrent_rows"] = ROWS_PER_REPLICA * replicas
+        per_replica = GPU_ROWS_PER_REPLICA if inputs.gpus.count else CPU_ROWS_PER_REPLICA
+        values["max_concurrent_rows"] = per_replica * replicas
     return BatchSettings(**values)
 
 

@@ -223,7 +223,8 @@ class Settings:
         feeds="batch",
         minimum=1,
         help="How many rows of one batch prediction are in flight to vLLM at once; vLLM's "
-        "continuous batching needs many. Unset: 256 per vLLM replica (data parallel x 256).",
+        "continuous batching needs many. Unset: 512 per vLLM replica on GPUs (vLLM's largest CUDA "
+        "graph batch; more in flight runs slower) and 256 per replica on CPU.",
     )
     rows_per_request: int | None = declare(
         feeds="batch",

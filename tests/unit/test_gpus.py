@@ -162,16 +162,17 @@ def test_the_supervisor_reads_the_users_sizes_without_vllms_parser(args, sizes):
 @pytest.mark.parametrize(
     ("count", "engine", "params", "rows", "api"),
     [
-        (2, [], {}, 512, ["--api-server-count", "2"]),  # two replicas: 256 rows each, an API server each
-        (1, [], {}, 256, []),
-        (2, ["--api-server-count", "1"], {}, 512, []),  # the user's count wins
+        (2, [], {}, 1024, ["--api-server-count", "2"]),  # two replicas: 512 rows each, an API server each
+        (1, [], {}, 512, []),
+        (0, [], {}, 256, []),  # CPU vLLM: 256 a replica
+        (2, ["--api-server-count", "1"], {}, 1024, []),  # the user's count wins
         (2, [], {"max_concurrent_rows": 100}, 100, ["--api-server-count", "2"]),  # the user's rows win
-        (4, ["-tp", "2"], {}, 256, []),  # the user's tp leaves one replica
+        (4, ["-tp", "2"], {}, 512, []),  # the user's tp leaves one replica
     ],
 )
 def test_rows_in_flight_and_api_servers_follow_the_replicas(tiny_model, tmp_path, count, engine, params, rows, api):
     settings = runtime_params.parse({"model": str(tiny_model), **params})
-    launch = plan.build(settings, engine, tmp_path, GpuInventory(count, H100))  # cores unknown
+    launch = plan.build(settings, engine, tmp_path, GpuInventory(count, H100 if count else None))  # cores unknown
     assert launch.batch.max_concurrent_rows == rows
     argv = vllm_command.build(launch).argv
     assert (argv[argv.index("--api-server-count") : argv.index("--api-server-count") + 2] if api else []) == api
