@@ -298,7 +298,7 @@ def main() -> None:
     p.add_argument("--engine-args", default="--max-model-len 2048")
     p.add_argument("--rows", type=int, default=2048)
     p.add_argument("--output-tokens", type=int, default=128)
-    p.add_argument("--concurrency", type=int, help="batch rows in flight (default: the environment's, 512 a GPU replica)")
+    p.add_argument("--concurrency", type=int, help="batch rows in flight (default: the environment's)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument(
         "--chat-loads",
