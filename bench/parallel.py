@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import psutil
 import requests
 
 from bench import clients, memory, relay, servers, sse
@@ -115,6 +116,7 @@ async def _plain_chats(endpoint: servers.Endpoint, count: int, concurrency: int,
 
     figures = await _closed_loop(endpoint, count, concurrency, max_tokens, send)
     return figures | {
+        "latency_mean_s": round(statistics.fmean(latencies), 3),
         "latency_p50_s": round(percentile(latencies, 50), 3),
         "latency_p99_s": round(percentile(latencies, 99), 3),
     }
@@ -123,12 +125,14 @@ async def _plain_chats(endpoint: servers.Endpoint, count: int, concurrency: int,
 ENGINE_HISTOGRAMS = {
     "vllm:time_to_first_token_seconds": "vllm_ttft_mean_s",
     "vllm:request_queue_time_seconds": "vllm_queue_mean_s",
+    "vllm:e2e_request_latency_seconds": "vllm_e2e_mean_s",
 }
 
 
 def engine_sums(vllm: servers.Endpoint) -> dict[str, float]:
     """vLLM's own histograms (sum and count over every engine) from its /metrics: its view of the time
-    from a request's arrival to its first token, and of the time requests wait to be scheduled."""
+    from a request's arrival to its first token and to its end, and of the time requests wait to be
+    scheduled (a client's mean latency less vLLM's mean e2e time is what lies outside vLLM)."""
     url = vllm.base_url.removesuffix("/v1") + "/metrics"
     text = requests.get(url, headers={"Authorization": f"Bearer {vllm.api_key}"}, timeout=30).text
     sums: dict[str, float] = collections.defaultdict(float)
@@ -167,6 +171,17 @@ async def _streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: i
         "itl_p50_ms": round(1000 * percentile(gaps, 50), 2),
         "itl_p99_ms": round(1000 * percentile(gaps, 99), 2),
     }
+
+
+def connections_per_process(vllm: servers.Endpoint) -> str:
+    """Established connections to vLLM's port, per process that holds them ("9/7": two API servers).
+    A keep-alive connection stays with the API server that accepted it; a lopsided split loads one
+    front end more than the other. Read right after a load, while its connections are still open."""
+    port = int(vllm.base_url.rsplit(":", 1)[1].split("/", 1)[0])
+    held = collections.Counter(
+        c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port and c.status == "ESTABLISHED"
+    )
+    return "/".join(str(n) for n in sorted(held.values(), reverse=True)) or "-"
 
 
 def _profile_drum(service: RunningEnvironment, seconds: int, out: Path) -> list[subprocess.Popen]:
@@ -218,6 +233,8 @@ def chat_compared(service: RunningEnvironment, args: argparse.Namespace) -> list
                 profilers = _profile_drum(service, args.profile_drum, args.out) if profile else []
                 before = engine_sums(vllm)
                 figures = run(endpoint, count, in_flight, args.output_tokens)
+                if name == "drum":  # the direct client's session closes its connections
+                    figures["connections_per_api_server"] = connections_per_process(vllm)
                 runs[name].append({"kind": kind} | figures | engine_means(before, engine_sums(vllm)))
                 for profiler in profilers:
                     profiler.wait(120)
