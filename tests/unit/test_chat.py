@@ -11,13 +11,13 @@ from vllm_dropin.adapter.chat import RelayChunk, RelayCompletion
 from vllm_dropin.adapter.sse import whole_events
 
 
-def chunk(content: str | None, finish: str | None = None) -> RelayChunk:
+def chunk(content: str | None, finish: str | None = None, as_sent: bool = True) -> RelayChunk:
+    """A chunk as RelayStream makes it: vLLM's JSON decoded and, `as_sent`, its text (vLLM's JSON
+    is compact and leaves non-ASCII unescaped)."""
     delta = {} if content is None else {"content": content}
-    return RelayChunk.build(
-        response=None,
-        data={"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-              "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]},
-    )  # fmt: skip
+    data = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}  # fmt: skip
+    return RelayChunk(data, json.dumps(data, ensure_ascii=False, separators=(",", ":")) if as_sent else None)
 
 
 def events_of(sse: str) -> list[dict]:
@@ -25,11 +25,33 @@ def events_of(sse: str) -> list[dict]:
     return [json.loads("\n".join(line.removeprefix("data: ") for line in e.split("\n"))) for e in events]
 
 
-@pytest.mark.parametrize("text", ["a\u2028b", "a\u2029b", "a\x85b", "line\nbreak", "tab\there", "plain", "ü✓"])
-def test_streamed_chunks_survive_drums_sse_encoding(text):
-    sse = "".join(PredictMixin._stream_openai_chunks([chunk(text)]))  # DRUM's own encoder
+@pytest.mark.parametrize("as_sent", [True, False])
+@pytest.mark.parametrize("text", ["a\u2028b", "a\u2029b", "a\x85b", "line\nbreak", "tab\there", "plain", "ü✓", "}"])
+def test_streamed_chunks_survive_drums_sse_encoding(text, as_sent):
+    relayed = chunk(text, as_sent=as_sent)
+    relayed.datarobot_association_id = "assoc-0"
+    sse = "".join(PredictMixin._stream_openai_chunks([relayed]))  # DRUM's own encoder
     [event] = events_of(sse)
     assert event["choices"][0]["delta"]["content"] == text
+    assert event["datarobot_association_id"] == "assoc-0"
+
+
+@pytest.mark.parametrize(
+    ("text", "spliced"),
+    [
+        ('{"id":"c","choices":[]}  \n', True),  # vLLM's text, the id spliced before its last brace
+        ("{}", False),  # nothing to splice after: the decoded JSON is encoded again
+        ('{"id":"c","datarobot_association_id":"x"}', False),  # the key is there already: ours wins
+        ('["not an object"]', False),
+    ],
+)
+def test_a_chunk_sends_vllms_text_with_the_id_and_falls_back_to_encoding_it(text, spliced):
+    relayed = RelayChunk(json.loads(text), text)
+    assert relayed.to_json() == (text.rstrip() if spliced else json.dumps(relayed._data, separators=(",", ":")))
+    relayed.datarobot_association_id = "assoc-1"
+    expected = json.loads(text) if isinstance(json.loads(text), dict) else {}
+    assert json.loads(relayed.to_json()) == {**expected, "datarobot_association_id": "assoc-1"}
+    assert relayed.to_json().startswith(text.rstrip()[:-1] + ",") == spliced
 
 
 def test_drum_sees_the_content_and_its_association_id_reaches_every_chunk():
