@@ -1,7 +1,5 @@
 """DRUM's environment: worker defaults that scale with the host, the user's settings kept."""
 
-import os
-
 import pytest
 
 from vllm_dropin import plan, runtime_params
@@ -14,11 +12,12 @@ def test_default_workers(cpus, workers):
     assert drum_server.default_workers(cpus) == workers
 
 
-@pytest.mark.parametrize("user", [{}, {"MAX_WORKERS": "3"}])
-def test_user_worker_count_wins(tmp_path, user):
+@pytest.mark.parametrize(("user", "cpus", "workers"), [({}, 16, "4"), ({}, 4, "1"), ({"MAX_WORKERS": "3"}, 16, "3")])
+def test_workers_follow_the_cores_the_plan_counted_and_the_users_count_wins(tmp_path, user, cpus, workers):
     settings = runtime_params.parse({"model": "m"})
-    env = drum_server.drum_env(plan.build(settings, [], tmp_path), VllmEndpoint("http://x/v1", "k", "m"), user)
-    assert env["MAX_WORKERS"] == user.get("MAX_WORKERS", str(drum_server.default_workers(os.cpu_count())))
+    launch = plan.build(settings, [], tmp_path, cpus=cpus)  # prepare() counts the cores it may run on
+    env = drum_server.drum_env(launch, VllmEndpoint("http://x/v1", "k", "m"), user)
+    assert env["MAX_WORKERS"] == workers
 
 
 def test_workers_read_back_what_the_supervisor_wrote(tmp_path):

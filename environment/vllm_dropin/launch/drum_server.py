@@ -45,7 +45,9 @@ def drum_env(plan: LaunchPlan, endpoint: VllmEndpoint, base: Mapping[str, str]) 
     secrets = {f"MLOPS_RUNTIME_PARAM_{p.name}" for p in PARAMETERS if p.type == "credential"}
     env = {k: v for k, v in base.items() if k not in secrets}
     env.update(process_env.cache_env(plan.cache_dir))
-    env.setdefault("MAX_WORKERS", str(default_workers(os.cpu_count())))  # CUSTOM_MODEL_WORKERS still wins
+    # The cores the deployment may use, as the plan counted them for vLLM's API servers (a container
+    # pinned to 4 cores of a 64-core host gets 1 worker, not 8); CUSTOM_MODEL_WORKERS still wins.
+    env.setdefault("MAX_WORKERS", str(default_workers(plan.parallel.cpus)))
     # Workers wait in load_model until vLLM is healthy; gunicorn kills a worker that has not
     # booted within its timeout, so that timeout must outlast vLLM's startup.
     defaults = {
