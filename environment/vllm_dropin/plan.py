@@ -28,8 +28,9 @@ DEFAULT_CACHE_DIR = Path(tempfile.gettempdir()) / "vllm-dropin-cache"
 NO_GPU = GpuInventory(0, None)
 CPU_ROWS_PER_REPLICA = 256  # rows of a batch in flight per CPU vLLM replica: enough for its continuous batching
 # On GPUs, vLLM's largest CUDA graph batch by default (min(2 x max_num_seqs, 512)): decode steps of more
-# sequences run without graphs (H100, ~1B model, 128 tokens a row: 1024 in flight 0.80x the rows/s of
-# 512 on 2048 rows; 512 against 256: 1.24x on 2048 rows, 1.13x on 1024, 0.96x on 512).
+# sequences run without graphs (H100, ~1B model, 128 tokens a row, bench/README.md session 8: 1024 in
+# flight 0.80x the rows/s of 512 on 2048 rows; 512 against 256: 1.24x on 2048 rows, 1.13x on 1024,
+# 0.96x on 512).
 GPU_ROWS_PER_REPLICA = 512
 
 
