@@ -39,7 +39,7 @@ def main(spec_path: str, out_path: str) -> None:
     params = SamplingParams(temperature=0.0, max_tokens=spec["max_tokens"])
     llm.chat([messages(p) for p in prompts(8)], params, use_tqdm=False)  # warm-up
     runs: dict[int, list[dict]] = {size: [] for size in spec["sizes"]}
-    for _ in range(spec.get("repeats", 1)):  # sizes interleaved, as the served paths' runs are
+    for _ in range(spec["repeats"]):  # sizes interleaved, as the served paths' runs are
         for size, done in runs.items():
             done.append(timed_chat(llm, params, size))
     with open(out_path, "w") as out:

@@ -75,9 +75,9 @@ class RelayChunk(_Relayed):
 
     def __init__(self, data: Any, text: str | None = None) -> None:
         super().__init__(data if isinstance(data, dict) else {})
-        text = text.rstrip() if text is not None else None
-        splices = bool(self._data) and "datarobot_association_id" not in self._data
-        self._text = text if splices and text is not None and text.endswith("}") else None
+        text = (text or "").rstrip()
+        splices = text.endswith("}") and bool(self._data) and "datarobot_association_id" not in self._data
+        self._text = text if splices else None
 
     def to_json(self, indent: int | None = None, **_ignored: Any) -> str:
         if self._text is None or indent is not None:
