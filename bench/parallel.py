@@ -94,12 +94,14 @@ async def _closed_loop(endpoint: servers.Endpoint, count: int, concurrency: int,
         started = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         seconds = time.perf_counter() - started
+        held = connections_per_process(endpoint)  # before the session closes its keep-alive connections
     return {
         "requests": count,
         "answered": answered,
         "failed": len(failures),
         "first_failures": sorted(set(failures))[:3],
         "requests_per_s": round(count / seconds, 1),
+        "client_connections_per_process": held,
     }
 
 
@@ -173,11 +175,11 @@ async def _streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: i
     }
 
 
-def connections_per_process(vllm: servers.Endpoint) -> str:
-    """Established connections to vLLM's port, per process that holds them ("9/7": two API servers).
-    A keep-alive connection stays with the API server that accepted it; a lopsided split loads one
-    front end more than the other. Read right after a load, while its connections are still open."""
-    port = int(vllm.base_url.rsplit(":", 1)[1].split("/", 1)[0])
+def connections_per_process(server: servers.Endpoint) -> str:
+    """Established connections to a server's port, per process that holds them ("9/7": two vLLM API
+    servers or DRUM workers). A keep-alive connection stays with the process that accepted it; a
+    lopsided split loads one more than the others. Read while the connections are still open."""
+    port = int(server.base_url.rsplit(":", 1)[1].split("/", 1)[0])
     held = collections.Counter(
         c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port and c.status == "ESTABLISHED"
     )

@@ -121,6 +121,7 @@ def adapter_only(upstream: Endpoint, batch: BatchSettings, work: Path, model: st
         verify_ssl=True,
     )
     endpoint = VllmEndpoint(upstream.base_url, upstream.api_key, model)
-    env = drum_server.drum_env(plan, endpoint, os.environ)
-    argv = drum_server.drum_command(f"127.0.0.1:{port}")
+    address = f"127.0.0.1:{port}"
+    env = drum_server.drum_env(plan, endpoint, os.environ, address)
+    argv = drum_server.drum_command(address)
     return Service(argv, env, work / "adapter-only.log", name="adapter"), f"http://127.0.0.1:{port}"

@@ -21,7 +21,8 @@ class ExitCode(IntEnum):
     HOOK = 3
     """The model's custom.py failed to import, or its load_model raised."""
     STARTUP = 4
-    """vLLM or DRUM exited during startup, or vLLM was not healthy within startup_timeout_seconds."""
+    """vLLM or DRUM exited during startup, or vLLM was not healthy within startup_timeout_seconds,
+    or DRUM's address is taken."""
     ARTIFACT = 5
     """artifact_uri could not be fetched (store unreachable, access denied, missing, checksum mismatch);
     what was fetched whole is kept in cache_dir, so a restart resumes."""
@@ -55,7 +56,7 @@ class HookError(DropinError):
 
 
 class StartupError(DropinError):
-    """vLLM or DRUM exited during startup, or vLLM did not become healthy in time."""
+    """vLLM or DRUM exited during startup, vLLM did not become healthy in time, or DRUM's address is taken."""
 
     exit_code = ExitCode.STARTUP
 

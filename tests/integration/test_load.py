@@ -1,4 +1,5 @@
-"""Load on our adapter alone: a 10k-row batch and 1000 concurrent chats at once lose nothing.
+"""Load on our adapter alone: a 10k-row batch and 1000 concurrent chats at once lose nothing, and
+a burst of connections is spread over DRUM's workers.
 
 The upstream is bench's echoing stand-in (named as such: it answers every chat at once with the
 prompt), so every answer shows which request it belongs to, and what is measured is DRUM plus
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import threading
 import time
 
@@ -17,7 +20,7 @@ import psutil
 import pytest
 import requests
 
-from bench import servers
+from bench import memory, servers
 from tests.integration.conftest import csv_of
 from vllm_dropin.contract import BatchSettings
 
@@ -25,6 +28,9 @@ pytestmark = pytest.mark.integration
 
 ROWS = 10_000
 CHATS = 1000
+BATCH = BatchSettings(
+    prompt_column_name="promptText", max_tokens=4, n=1, temperature=0.0, max_concurrent_rows=256, row_errors="fail"
+)
 
 
 def tree_rss(pid: int) -> int:
@@ -56,15 +62,7 @@ async def chat_all(url: str) -> list[str | Exception]:
 
 def test_10k_rows_and_1000_chats_at_once_lose_and_misalign_nothing(tmp_path):
     upstream_service, upstream = servers.standin(tmp_path)
-    batch = BatchSettings(
-        prompt_column_name="promptText",
-        max_tokens=4,
-        n=1,
-        temperature=0.0,
-        max_concurrent_rows=256,
-        row_errors="fail",
-    )
-    adapter, url = servers.adapter_only(upstream, batch, tmp_path)
+    adapter, url = servers.adapter_only(upstream, BATCH, tmp_path)
     try:
         upstream_service.wait_http(upstream.base_url.removesuffix("/v1") + "/health", 60)
         adapter.wait_http(f"{url}/v1/models", 120)
@@ -115,5 +113,45 @@ def test_10k_rows_and_1000_chats_at_once_lose_and_misalign_nothing(tmp_path):
         )
         assert after.status_code == 200 and after.json()["predictions"] == ["after"]
     finally:
+        adapter.stop()
+        upstream_service.stop()
+
+
+def listening_sockets(pid: int, port: int) -> set[str]:
+    """The kernel's ids ("socket:[inode]") of the sockets listening on `port` that process `pid` holds."""
+    fds = [c.fd for c in psutil.Process(pid).net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port]
+    return {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds}
+
+
+def accepted(pid: int, port: int) -> int:
+    return sum(c.status == "ESTABLISHED" and c.laddr.port == port for c in psutil.Process(pid).net_connections("tcp"))
+
+
+def test_each_drum_worker_listens_on_its_own_socket_and_a_burst_reaches_them_all(tmp_path, monkeypatch):
+    """On gunicorn's one shared socket, the worker that woke first accepted a burst of connections
+    alone, and keep-alive clients stayed there (H100, 4 workers: 53/6/3/2 of 64); each worker's own
+    SO_REUSEPORT socket lets the kernel spread them."""
+    monkeypatch.setenv("MAX_WORKERS", "2")
+    upstream_service, upstream = servers.standin(tmp_path)
+    adapter, url = servers.adapter_only(upstream, BATCH, tmp_path)
+    port = int(url.rsplit(":", 1)[1])
+    burst: list[socket.socket] = []
+    try:
+        upstream_service.wait_http(upstream.base_url.removesuffix("/v1") + "/health", 60)
+        adapter.wait_http(f"{url}/v1/models", 120)
+        workers = memory.drum_workers(adapter.proc.pid)
+        sockets = [listening_sockets(pid, port) for pid in workers]
+        assert len(workers) == 2 and all(len(own) == 1 for own in sockets), sockets
+        assert sockets[0] != sockets[1]  # not one socket inherited from gunicorn's master
+        assert listening_sockets(adapter.proc.pid, port) == set()
+
+        burst = [socket.create_connection(("127.0.0.1", port)) for _ in range(128)]
+        deadline = time.monotonic() + 60  # each worker accepts what the kernel queued on its socket
+        while sum(held := [accepted(pid, port) for pid in workers]) < len(burst) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sum(held) == len(burst) and min(held) >= len(burst) // 4, held  # an even split is 64/64
+    finally:
+        for s in burst:
+            s.close()
         adapter.stop()
         upstream_service.stop()

@@ -15,10 +15,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +34,7 @@ from vllm_dropin.errors import ExitCode
 pytestmark = pytest.mark.integration
 
 TINY = "<tiny>"  # stands for the tiny model's folder in a case's parameters
+BUSY = "<busy>"  # stands for an address another process listens on, in a case's environment
 STOP_AFTER_ERROR_S = 5.0
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ERROR vllm_dropin: (.*)$", re.MULTILINE)
 
@@ -50,6 +53,7 @@ class Case:
     custom_py: str | None = None
     env: dict = field(default_factory=dict)
     values_file: str | None = None  # YAML given as --runtime-params-file (with the template's metadata)
+    child_tail: bool = True  # exit code STARTUP: the failed child's log tail is in the log
 
 
 HUB = {"model": "org/some-model"}
@@ -130,6 +134,8 @@ CASES = [
          params={"model": TINY, "cache_dir": "/proc/vllm-cache"}),
     Case("vLLM's Python cannot run it", "check", 4, ("checking vLLM's arguments in vLLM's Python failed",),
          env={"DROPIN_VLLM_PYTHON": "/bin/false"}),
+    Case("DRUM's address in use", "serve", 4, ("DRUM's address", "another process listens there: stop it"),
+         env={"ADDRESS": BUSY}, child_tail=False),
     Case("startup timeout", "serve", 4,
          ("vLLM was not healthy after 3 s (runtime parameter 'startup_timeout_seconds')",),
          params={"model": TINY, "startup_timeout_seconds": 3}),
@@ -179,12 +185,26 @@ def _model(case: Case, root: Path, tiny: Path) -> Path:
     return copy
 
 
+def _listening(stack: ExitStack) -> str:
+    """The address of a socket that listens until the case ends."""
+    busy = stack.enter_context(socket.socket())
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    return f"127.0.0.1:{busy.getsockname()[1]}"
+
+
 def run_case(case: Case, root: Path, tiny: Path) -> Outcome:
+    with ExitStack() as stack:
+        env = {k: (_listening(stack) if v == BUSY else v) for k, v in case.env.items()}
+        return _run_case(case, root, tiny, env)
+
+
+def _run_case(case: Case, root: Path, tiny: Path, case_env: dict[str, str]) -> Outcome:
     model = str(_model(case, root, tiny))
     folder = _folder(case, root, tiny)
     params = {k: (model if v == TINY else v) for k, v in case.params.items()}
     base = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_RUNTIME_PARAM_")}
-    env = {**base, **runtime_param_env(params), "VLLM_CPU_KVCACHE_SPACE": "1", **case.env}
+    env = {**base, **runtime_param_env(params), "VLLM_CPU_KVCACHE_SPACE": "1", **case_env}
     args = []
     if case.values_file is not None:
         values = root / "values.yaml"
@@ -219,7 +239,7 @@ def check_outcome(case: Case, outcome: Outcome) -> None:
     if case.command == "serve":
         assert f"deployment event: Deployment failed: {outcome.line}\n" in outcome.output
         assert outcome.stop_s is not None and outcome.stop_s <= STOP_AFTER_ERROR_S, outcome.stop_s
-    if case.command == "serve" and case.exit_code == ExitCode.STARTUP:  # the tail is in the log, not the event
+    if case.command == "serve" and case.exit_code == ExitCode.STARTUP and case.child_tail:  # in the log, not the event
         assert "INFO vllm_dropin: last log lines of the failed process:" in outcome.output
     assert outcome.seconds <= case.max_s, outcome.seconds
 

@@ -1,10 +1,16 @@
-"""DRUM's environment: worker defaults that scale with the host, the user's settings kept."""
+"""DRUM's environment: worker defaults that scale with the host, a listening socket per worker,
+the user's settings kept; its address checked before anything starts."""
+
+import socket
 
 import pytest
 
 from vllm_dropin import plan, runtime_params
 from vllm_dropin.contract import VllmEndpoint, WorkerContract
+from vllm_dropin.errors import ExitCode, StartupError
 from vllm_dropin.launch import drum_server
+
+ADDRESS = "0.0.0.0:8080"
 
 
 @pytest.mark.parametrize(("cpus", "workers"), [(None, 1), (1, 1), (2, 1), (8, 2), (16, 4), (64, 8), (128, 8)])
@@ -16,13 +22,66 @@ def test_default_workers(cpus, workers):
 def test_workers_follow_the_cores_the_plan_counted_and_the_users_count_wins(tmp_path, user, cpus, workers):
     settings = runtime_params.parse({"model": "m"})
     launch = plan.build(settings, [], tmp_path, cpus=cpus)  # prepare() counts the cores it may run on
-    env = drum_server.drum_env(launch, VllmEndpoint("http://x/v1", "k", "m"), user)
+    env = drum_server.drum_env(launch, VllmEndpoint("http://x/v1", "k", "m"), user, ADDRESS)
     assert env["MAX_WORKERS"] == workers
 
 
 def test_workers_read_back_what_the_supervisor_wrote(tmp_path):
     launch = plan.build(runtime_params.parse({"model": "m", "max_tokens": 7}), [], tmp_path)
     endpoint = VllmEndpoint("http://127.0.0.1:1/v1", "key")
-    contract = WorkerContract.from_env(drum_server.drum_env(launch, endpoint, {"TARGET_NAME": "answer"}))
+    contract = WorkerContract.from_env(drum_server.drum_env(launch, endpoint, {"TARGET_NAME": "answer"}, ADDRESS))
     assert contract == WorkerContract(endpoint, launch.batch, launch.startup_timeout, "answer")
     assert contract.batch.max_tokens == 7
+
+
+@pytest.mark.parametrize(
+    ("address", "bound"),
+    [
+        ("0.0.0.0:8080", ("0.0.0.0", 8080)),
+        ("[::]:8080", ("::", 8080)),
+        ("localhost:9000", ("localhost", 9000)),
+        ("unix:/tmp/drum.sock", None),
+        ("fd://3", None),
+        ("host:http", None),
+    ],
+)
+def test_tcp_address(address, bound):
+    assert drum_server.tcp_address(address) == bound
+
+
+@pytest.mark.parametrize(
+    ("address", "user", "args"),
+    [
+        (ADDRESS, {}, "--reuse-port"),  # a listening socket per worker: the kernel spreads connections
+        ("unix:/tmp/drum.sock", {}, None),  # each worker's bind would unlink the others' socket file
+        (ADDRESS, {"GUNICORN_CMD_ARGS": "--backlog 64"}, "--backlog 64"),
+    ],
+)
+def test_workers_listen_on_sockets_of_their_own_unless_the_user_sets_gunicorns_args(tmp_path, address, user, args):
+    launch = plan.build(runtime_params.parse({"model": "m"}), [], tmp_path)
+    env = drum_server.drum_env(launch, VllmEndpoint("http://x/v1", "k", "m"), user, address)
+    assert env.get("GUNICORN_CMD_ARGS") == args
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["plain", "SO_REUSEPORT"])
+def test_an_address_another_process_listens_on_stops_the_launch(shared):
+    with socket.socket() as other:  # with SO_REUSEPORT: a left-behind DRUM worker, which would share the port
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(shared))
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        address = f"127.0.0.1:{other.getsockname()[1]}"
+        with pytest.raises(StartupError) as raised:
+            drum_server.check_address(address)
+    assert raised.value.exit_code == ExitCode.STARTUP
+    assert str(raised.value).startswith(f"DRUM's address {address} cannot be bound (Address already in use); ")
+    assert "another process listens there: stop it, or give the entrypoint a free address" in str(raised.value)
+
+
+def test_a_free_address_and_a_foreign_one():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = f"127.0.0.1:{probe.getsockname()[1]}"
+    drum_server.check_address(free)
+    drum_server.check_address("unix:/tmp/drum.sock")  # gunicorn binds it as before
+    with pytest.raises(StartupError, match=r"^DRUM's address 192\.0\.2\.1:8080 cannot be bound \(.+\); give the"):
+        drum_server.check_address("192.0.2.1:8080")  # not an address of this host

@@ -124,6 +124,7 @@ def _run(
         if plan is None:
             return ExitCode.OK
     preflight.check(plan, settings, os.environ)
+    drum_server.check_address(address)
     vllm_server.prepare_cache(plan)
     if settings.ray_nodes:
         plan = _over_ray_cluster(plan, settings, reporter, stop, children)
