@@ -22,7 +22,7 @@ class ExitCode(IntEnum):
     """The model's custom.py failed to import, or its load_model raised."""
     STARTUP = 4
     """vLLM or DRUM exited during startup, or vLLM was not healthy within startup_timeout_seconds,
-    or DRUM's address is taken."""
+    or DRUM's address cannot be bound."""
     ARTIFACT = 5
     """artifact_uri could not be fetched (store unreachable, access denied, missing, checksum mismatch);
     what was fetched whole is kept in cache_dir, so a restart resumes."""
@@ -56,7 +56,7 @@ class HookError(DropinError):
 
 
 class StartupError(DropinError):
-    """vLLM or DRUM exited during startup, vLLM did not become healthy in time, or DRUM's address is taken."""
+    """vLLM or DRUM exited during startup, vLLM did not become healthy in time, or DRUM's address cannot be bound."""
 
     exit_code = ExitCode.STARTUP
 
