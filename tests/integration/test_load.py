@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import threading
 import time
@@ -130,7 +131,8 @@ def accepted(pid: int, port: int) -> int:
 def test_each_drum_worker_listens_on_its_own_socket_and_a_burst_reaches_them_all(tmp_path, monkeypatch):
     """On gunicorn's one shared socket, the worker that woke first accepted a burst of connections
     alone, and keep-alive clients stayed there (H100, 4 workers: 53/6/3/2 of 64); each worker's own
-    SO_REUSEPORT socket lets the kernel spread them."""
+    SO_REUSEPORT socket lets the kernel spread them. A worker that dies takes its socket with it;
+    the one gunicorn starts instead listens on a new one, and every chat sent meanwhile is answered."""
     monkeypatch.setenv("MAX_WORKERS", "2")
     upstream_service, upstream = servers.standin(tmp_path)
     adapter, url = servers.adapter_only(upstream, BATCH, tmp_path)
@@ -150,6 +152,20 @@ def test_each_drum_worker_listens_on_its_own_socket_and_a_burst_reaches_them_all
         while sum(held := [accepted(pid, port) for pid in workers]) < len(burst) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert sum(held) == len(burst) and min(held) >= len(burst) // 4, held  # an even split is 64/64
+        for s in burst:
+            s.close()
+
+        dead = psutil.Process(workers[0])
+        dead.send_signal(signal.SIGKILL)
+        psutil.wait_procs([dead], timeout=30)  # its socket is closed: no connection can queue on it any more
+        chats = asyncio.run(chat_all(url))  # sent while gunicorn replaces the worker
+        assert [c for c in chats if isinstance(c, Exception)] == []
+        assert chats == [f"chat {i} ✓" for i in range(CHATS)]
+        deadline = time.monotonic() + 60
+        while len(now := memory.drum_workers(adapter.proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [replaced] = set(now) - set(workers)
+        assert len(listening_sockets(replaced, port) - sockets[1]) == 1
     finally:
         for s in burst:
             s.close()
