@@ -109,6 +109,7 @@ def _run(
     settings = runtime_params.read()
     reporter.set_verify_ssl(settings.verifySSL)
     prepared = prepare(code_dir, settings, os.environ)
+    drum_server.check_address(address)  # before a long load_model or download, not after
     if prepared.load_model is not None or prepared.plan.model.assumed:
         # Fail on a bad flag before a long load_model or download: vLLM's parser, in vLLM's Python.
         vllm_server.check(prepared.plan)
@@ -124,7 +125,6 @@ def _run(
         if plan is None:
             return ExitCode.OK
     preflight.check(plan, settings, os.environ)
-    drum_server.check_address(address)
     vllm_server.prepare_cache(plan)
     if settings.ray_nodes:
         plan = _over_ray_cluster(plan, settings, reporter, stop, children)
