@@ -31,6 +31,7 @@ import asyncio
 import collections
 import itertools
 import json
+import os
 import re
 import shutil
 import statistics
@@ -94,7 +95,7 @@ async def _closed_loop(endpoint: servers.Endpoint, count: int, concurrency: int,
         started = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-        held = connections_per_process(endpoint)  # before the session closes its keep-alive connections
+        held = connections_per_process(endpoint, os.getpid())  # before the session closes its connections
     return {
         "requests": count,
         "answered": answered,
@@ -175,13 +176,18 @@ async def _streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: i
     }
 
 
-def connections_per_process(server: servers.Endpoint) -> str:
+def connections_per_process(server: servers.Endpoint, client: int | None = None) -> str:
     """Established connections to a server's port, per process that holds them ("9/7": two vLLM API
-    servers or DRUM workers). A keep-alive connection stays with the process that accepted it; a
+    servers or DRUM workers); with `client`, only those that process opened (the direct client's,
+    not DRUM's pooled ones). A keep-alive connection stays with the process that accepted it; a
     lopsided split loads one more than the others. Read while the connections are still open."""
     port = int(server.base_url.rsplit(":", 1)[1].split("/", 1)[0])
+    tcp = psutil.net_connections("tcp")
+    ours = {c.laddr.port for c in tcp if c.pid == client and c.raddr and c.raddr.port == port} if client else None
     held = collections.Counter(
-        c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port and c.status == "ESTABLISHED"
+        c.pid
+        for c in tcp
+        if c.laddr and c.laddr.port == port and c.status == "ESTABLISHED" and (ours is None or c.raddr.port in ours)
     )
     return "/".join(str(n) for n in sorted(held.values(), reverse=True)) or "-"
 
