@@ -52,6 +52,8 @@ from demo.running import RunningEnvironment, runtime_param_env
 
 BENCH_KEYS = ("engine_args", "adapters", "row_adapters")
 SIZES = re.compile(r"(tensor_parallel_size|data_parallel_size|pipeline_parallel_size)['\"]?[:=]\s*(\d+)")
+# vLLM's access log line per chat request, most naming the API server process that answered it
+ANSWERED_BY = re.compile(r'(?:\((ApiServer_\d+|APIServer) pid=\d+\) )?INFO: +\S+ - "POST /v1/chat/completions')
 
 
 def streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max_tokens: int) -> dict:
@@ -176,6 +178,17 @@ async def _streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: i
     }
 
 
+def requests_per_api_server(log: str) -> str:
+    """Chat requests each vLLM API server answered ("263/249"), from vLLM's access log lines in
+    `log`: what the split of connections means for the work. vLLM's API servers share one listening
+    socket, so a burst of new connections can land on one of them (as on DRUM's workers before each
+    had its own)."""
+    answered = collections.Counter(ANSWERED_BY.findall(log))
+    unnamed = answered.pop("", 0)  # a line vLLM printed without its process prefix
+    split = "/".join(str(n) for n in sorted(answered.values(), reverse=True)) or "-"
+    return f"{split} +{unnamed} unnamed" if unnamed else split
+
+
 def connections_per_process(server: servers.Endpoint, client: int | None = None) -> str:
     """Established connections to a server's port, per process that holds them ("9/7": two vLLM API
     servers or DRUM workers); with `client`, only those that process opened (the direct client's,
@@ -239,8 +252,9 @@ def chat_compared(service: RunningEnvironment, args: argparse.Namespace) -> list
             for name, endpoint in paths.items():
                 profile = args.profile_drum and name == "drum" and round_no == 0 and in_flight == args.chat_loads[-1][0]
                 profilers = _profile_drum(service, args.profile_drum, args.out) if profile else []
-                before = engine_sums(vllm)
+                before, logged = engine_sums(vllm), len(service.log())
                 figures = run(endpoint, count, in_flight, args.output_tokens)
+                figures["requests_per_api_server"] = requests_per_api_server(service.log()[logged:])
                 if name == "drum":  # the direct client's session closes its connections
                     figures["connections_per_api_server"] = connections_per_process(vllm)
                 runs[name].append({"kind": kind} | figures | engine_means(before, engine_sums(vllm)))
