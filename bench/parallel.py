@@ -184,8 +184,10 @@ def requests_per_api_server(log: str) -> str:
     socket, so a burst of new connections can land on one of them (as on DRUM's workers before each
     had its own)."""
     answered = collections.Counter(ANSWERED_BY.findall(log))
-    unnamed = answered.pop("", 0)  # a line vLLM printed without its process prefix
-    split = "/".join(str(n) for n in sorted(answered.values(), reverse=True)) or "-"
+    unnamed = answered.pop("", 0)  # no process prefix: one API server, or a line printed without it
+    split = "/".join(str(n) for n in sorted(answered.values(), reverse=True))
+    if not split:
+        return str(unnamed) if unnamed else "-"
     return f"{split} +{unnamed} unnamed" if unnamed else split
 
 
