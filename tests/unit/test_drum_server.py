@@ -40,6 +40,7 @@ def test_workers_read_back_what_the_supervisor_wrote(tmp_path):
         ("0.0.0.0:8080", ("0.0.0.0", 8080)),
         ("[::]:8080", ("::", 8080)),
         ("localhost:9000", ("localhost", 9000)),
+        ("tcp://0.0.0.0:8080", ("0.0.0.0", 8080)),
         ("unix:/tmp/drum.sock", None),
         ("fd://3", None),
         ("host:http", None),

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from gunicorn.util import parse_address
+
 from .. import process_env
 from ..contract import DEFAULT_TARGET, TARGET_VAR, VllmEndpoint, WorkerContract
 from ..errors import StartupError
@@ -43,11 +45,13 @@ GUNICORN_ARGS = "--reuse-port"
 
 
 def tcp_address(address: str) -> tuple[str, int] | None:
-    """(host, port) of a gunicorn bind address such as 0.0.0.0:8080 or [::]:8080; None for unix:/fd://."""
-    if address.startswith(("unix:", "fd://")) or ":" not in address:
+    """(host, port) that gunicorn binds for `address` (its own reading: 0.0.0.0:8080, [::]:8080,
+    tcp://...); None for unix:/fd:// addresses, or one gunicorn itself rejects (it names it)."""
+    try:
+        bound = parse_address(address)
+    except RuntimeError:
         return None
-    host, _, port = address.rpartition(":")
-    return (host.strip("[]"), int(port)) if port.isdigit() else None
+    return bound if isinstance(bound, tuple) else None
 
 
 def check_address(address: str) -> None:
