@@ -254,9 +254,11 @@ def chat_compared(service: RunningEnvironment, args: argparse.Namespace) -> list
             for name, endpoint in paths.items():
                 profile = args.profile_drum and name == "drum" and round_no == 0 and in_flight == args.chat_loads[-1][0]
                 profilers = _profile_drum(service, args.profile_drum, args.out) if profile else []
-                before, logged = engine_sums(vllm), len(service.log())
+                before, logged = engine_sums(vllm), service.log_path.stat().st_size
                 figures = run(endpoint, count, in_flight, args.output_tokens)
-                figures["requests_per_api_server"] = requests_per_api_server(service.log()[logged:])
+                with service.log_path.open("rb") as log:  # what this run added, not the whole log again
+                    log.seek(logged)
+                    figures["requests_per_api_server"] = requests_per_api_server(log.read().decode(errors="replace"))
                 if name == "drum":  # the direct client's session closes its connections
                     figures["connections_per_api_server"] = connections_per_process(vllm)
                 runs[name].append({"kind": kind} | figures | engine_means(before, engine_sums(vllm)))
