@@ -47,7 +47,7 @@ import requests
 from bench import clients, memory, relay, servers, sse
 from bench.adapters import make_adapter
 from bench.percentiles import percentile
-from bench.workload import prompts
+from bench.workload import output_lengths, prompts
 from demo.running import RunningEnvironment, runtime_param_env
 
 BENCH_KEYS = ("engine_args", "adapters", "row_adapters")
@@ -56,24 +56,44 @@ SIZES = re.compile(r"(tensor_parallel_size|data_parallel_size|pipeline_parallel_
 ANSWERED_BY = re.compile(r'(?:\((ApiServer_\d+|APIServer) pid=\d+\) )?INFO: +\S+ - "POST /v1/chat/completions')
 
 
-def streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max_tokens: int) -> dict:
-    """`count` streamed chats, `concurrency` at a time: throughput, time to first token (TTFT) and
-    inter-token latency (ITL: the gaps between a stream's content events) percentiles, read by
-    bench.sse's raw reader."""
-    return asyncio.run(_streamed_chats(endpoint, count, concurrency, max_tokens))
+def streamed_chats(endpoint: servers.Endpoint, lengths: list[int], concurrency: int) -> dict:
+    """A streamed chat per entry of `lengths` (its max_tokens), `concurrency` at a time: throughput,
+    time to first token (TTFT) and inter-token latency (ITL: the gaps between a stream's content
+    events) percentiles, read by bench.sse's raw reader."""
+    return asyncio.run(_streamed_chats(endpoint, lengths, concurrency))
 
 
-def plain_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max_tokens: int) -> dict:
-    """`count` chats without streaming, `concurrency` at a time: throughput and latency percentiles."""
-    return asyncio.run(_plain_chats(endpoint, count, concurrency, max_tokens))
+def plain_chats(endpoint: servers.Endpoint, lengths: list[int], concurrency: int) -> dict:
+    """A chat per entry of `lengths` (its max_tokens) without streaming, `concurrency` at a time:
+    throughput and latency percentiles."""
+    return asyncio.run(_plain_chats(endpoint, lengths, concurrency))
 
 
 Send = Callable[[aiohttp.ClientSession, str, dict, dict[str, str]], Awaitable[bool]]
 
 
-async def _closed_loop(endpoint: servers.Endpoint, count: int, concurrency: int, max_tokens: int, send: Send) -> dict:
-    """`count` chats, `concurrency` at a time, each sent by `send` (True: answered); throughput and
-    failures (counted: the figures say how many failed)."""
+async def _connected(
+    endpoint: servers.Endpoint, count: int, timeout: aiohttp.ClientTimeout
+) -> list[aiohttp.ClientSession]:
+    """`count` sessions of one keep-alive connection each, opened one after another (a GET of
+    /models) before the clock starts: connection setup stays out of the figures, and a burst of
+    connects does not decide which process serves them (on vLLM's shared listening socket a burst
+    landed 458 of 512 requests on one of two API servers)."""
+    headers = {"Authorization": f"Bearer {endpoint.api_key}"}
+    sessions = []
+    for _ in range(count):
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout)
+        sessions.append(session)
+        async with session.get(f"{endpoint.base_url}/models", headers=headers) as response:
+            await response.read()
+    return sessions
+
+
+async def _closed_loop(endpoint: servers.Endpoint, lengths: list[int], concurrency: int, send: Send) -> dict:
+    """One chat per entry of `lengths` (its max_tokens), `concurrency` at a time, each worker on a
+    connection of its own and each chat sent by `send` (True: answered); throughput and failures
+    (counted: the figures say how many failed)."""
+    count = len(lengths)
     asked = prompts(count)
     url = f"{endpoint.base_url}/chat/completions"
     headers = {"Authorization": f"Bearer {endpoint.api_key}"}
@@ -84,7 +104,7 @@ async def _closed_loop(endpoint: servers.Endpoint, count: int, concurrency: int,
         nonlocal answered
         for i in pending:
             body = {"model": "datarobot-deployed-llm", "messages": [{"role": "user", "content": asked[i]}],
-                    "max_tokens": max_tokens, "temperature": 0.0}  # fmt: skip
+                    "max_tokens": lengths[i], "temperature": 0.0}  # fmt: skip
             try:
                 done = await send(session, url, body, headers)  # `answered += await ...` would read it before
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -92,12 +112,14 @@ async def _closed_loop(endpoint: servers.Endpoint, count: int, concurrency: int,
             else:
                 answered += done
 
-    timeout = aiohttp.ClientTimeout(total=900)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
+    sessions = await _connected(endpoint, concurrency, aiohttp.ClientTimeout(total=900))
+    try:
         started = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(session) for session in sessions))
         seconds = time.perf_counter() - started
-        held = connections_per_process(endpoint, os.getpid())  # before the session closes its connections
+        held = connections_per_process(endpoint, os.getpid())  # before the sessions close their connections
+    finally:
+        await asyncio.gather(*(session.close() for session in sessions))
     return {
         "requests": count,
         "answered": answered,
@@ -108,7 +130,7 @@ async def _closed_loop(endpoint: servers.Endpoint, count: int, concurrency: int,
     }
 
 
-async def _plain_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max_tokens: int) -> dict:
+async def _plain_chats(endpoint: servers.Endpoint, lengths: list[int], concurrency: int) -> dict:
     latencies: list[float] = []
 
     async def send(session: aiohttp.ClientSession, url: str, body: dict, headers: dict[str, str]) -> bool:
@@ -119,7 +141,7 @@ async def _plain_chats(endpoint: servers.Endpoint, count: int, concurrency: int,
         latencies.append(time.perf_counter() - sent)
         return True
 
-    figures = await _closed_loop(endpoint, count, concurrency, max_tokens, send)
+    figures = await _closed_loop(endpoint, lengths, concurrency, send)
     return figures | {
         "latency_mean_s": round(statistics.fmean(latencies), 3),
         "latency_p50_s": round(percentile(latencies, 50), 3),
@@ -158,7 +180,7 @@ def engine_means(before: dict[str, float], after: dict[str, float]) -> dict[str,
     return means
 
 
-async def _streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: int, max_tokens: int) -> dict:
+async def _streamed_chats(endpoint: servers.Endpoint, lengths: list[int], concurrency: int) -> dict:
     ttfts: list[float] = []
     gaps: list[float] = []
 
@@ -169,7 +191,7 @@ async def _streamed_chats(endpoint: servers.Endpoint, count: int, concurrency: i
         gaps.extend(times.gaps)
         return times.events > 0
 
-    figures = await _closed_loop(endpoint, count, concurrency, max_tokens, send)
+    figures = await _closed_loop(endpoint, lengths, concurrency, send)
     return figures | {
         "ttft_p50_s": round(percentile(ttfts, 50), 3),
         "ttft_p99_s": round(percentile(ttfts, 99), 3),
@@ -255,7 +277,7 @@ def chat_compared(service: RunningEnvironment, args: argparse.Namespace) -> list
                 profile = args.profile_drum and name == "drum" and round_no == 0 and in_flight == args.chat_loads[-1][0]
                 profilers = _profile_drum(service, args.profile_drum, args.out) if profile else []
                 before, logged = engine_sums(vllm), service.log_path.stat().st_size
-                figures = run(endpoint, count, in_flight, args.output_tokens)
+                figures = run(endpoint, output_lengths(count, args.output_tokens, args.chat_length_spread), in_flight)
                 with service.log_path.open("rb") as log:  # what this run added, not the whole log again
                     log.seek(logged)
                     figures["requests_per_api_server"] = requests_per_api_server(log.read().decode(errors="replace"))
@@ -323,6 +345,7 @@ def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int)
             "round": round_no,
             "ready_s": round(ready, 1),
             "batch_rows": args.rows,
+            "chat_length_spread": args.chat_length_spread,
             "batch_answered": len(best.texts or []),
             "batch_rows_per_s": round(best.rows_per_s, 1),
             "batch_output_tokens_per_s": best.completion_tokens and round(best.completion_tokens / best.seconds),
@@ -352,6 +375,12 @@ def main() -> None:
     p.add_argument("--chat-direct", action="store_true", help="also stream the same chats direct to vLLM")
     p.add_argument("--chat-rounds", type=int, default=1, help="interleaved rounds of streamed chats (medians)")
     p.add_argument("--chat-plain", action="store_true", help="the chat loads without streaming too")
+    p.add_argument(
+        "--chat-length-spread",
+        type=float,
+        default=0.0,
+        help="chats' max_tokens uniform in output-tokens x (1 +- SPREAD), the same per path and round (default 0)",
+    )
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument(
         "--profile-drum", type=int, default=0, help="py-spy the DRUM workers for N s during the largest load"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -13,6 +14,14 @@ TOPICS = ["rivers", "GPUs", "the sea", "bread", "compilers", "mountains", "jazz"
 def prompts(n: int) -> list[str]:
     """Deterministic prompts of a few lengths, different per row (so no two rows are one request)."""
     return [f"Row {i}: write {1 + i % 4} sentences about {TOPICS[i % len(TOPICS)]}." for i in range(n)]
+
+
+def output_lengths(n: int, mean: int, spread: float) -> list[int]:
+    """`n` max_tokens uniform in mean x (1 +- spread), the same sequence every call. Equal lengths
+    keep a closed loop's chats in lockstep (all finish in one step, all arrive in the next), which
+    no real load does; spread lengths let them drift apart on every path alike."""
+    rng = random.Random(14)
+    return [rng.randint(round(mean * (1 - spread)), round(mean * (1 + spread))) for _ in range(n)]
 
 
 def csv_of(rows: list[str], column: str = "promptText", extra: dict[str, list[str]] | None = None) -> bytes:
