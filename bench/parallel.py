@@ -76,9 +76,10 @@ async def _connected(
     endpoint: servers.Endpoint, count: int, timeout: aiohttp.ClientTimeout
 ) -> list[aiohttp.ClientSession]:
     """`count` sessions of one keep-alive connection each, opened one after another (a GET of
-    /models) before the clock starts: connection setup stays out of the figures, and a burst of
-    connects does not decide which process serves them (on vLLM's shared listening socket a burst
-    landed 458 of 512 requests on one of two API servers)."""
+    /models) before the clock starts, so connection setup stays out of the figures. Which process
+    accepts each is the server's affair: DRUM's workers each have a socket of their own, vLLM's API
+    servers share one and still split these lopsided (62/2, 245/11 on an H100 host); the split is
+    reported per load."""
     headers = {"Authorization": f"Bearer {endpoint.api_key}"}
     sessions = []
     for _ in range(count):
@@ -336,7 +337,10 @@ def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int)
         cycle = config.get("row_adapters")
         extra = {"adapter": [cycle[i % len(cycle)] for i in range(len(rows))]} if cycle else None
         clients.post_batch("warm-up", service.url, rows[:32], extra={k: v[:32] for k, v in (extra or {}).items()})
+        vllm = servers.vllm_endpoint_of(service)
+        before = engine_sums(vllm)
         runs = [clients.post_batch(name, service.url, rows, extra=extra) for _ in range(args.repeats)]
+        batch_engine = engine_means(before, engine_sums(vllm))  # a row's time in vLLM against the batch's
         best = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
         chat = chat_compared(service, args)
         sizes = dict(SIZES.findall(service.log()))
@@ -349,6 +353,8 @@ def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int)
             "batch_answered": len(best.texts or []),
             "batch_rows_per_s": round(best.rows_per_s, 1),
             "batch_output_tokens_per_s": best.completion_tokens and round(best.completion_tokens / best.seconds),
+            "batch_seconds": round(best.seconds, 3),
+            "batch_vllm": batch_engine,
             "chat": chat,
             "vllm_sizes": sizes,
             "plan": plan_line,
