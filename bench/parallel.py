@@ -20,7 +20,9 @@ through the CSV's `adapter` column (set runtime parameter lora_adapter_column to
         --config lora-mixed='{"adapters": 2, "lora_adapter_column": "adapter", "row_adapters": ["a1", "a2"]}'
 
 Chats (`--chat-loads IN_FLIGHTxREQUESTS,...`): through DRUM and, with --chat-direct, straight to the
-same vLLM, interleaved; --chat-plain without streaming too. Each run also reads vLLM's own /metrics
+same vLLM, interleaved; --chat-plain without streaming too. Each in-flight chat has a connection of
+its own, opened before the clock starts; --chat-length-spread varies their max_tokens alike on
+every path. Each run also reads vLLM's own /metrics
 before and after: its mean time from a request's arrival to the first token, and in its queue.
 """
 
@@ -81,12 +83,15 @@ async def _connected(
     servers share one and still split these lopsided (62/2, 245/11 on an H100 host); the split is
     reported per load."""
     headers = {"Authorization": f"Bearer {endpoint.api_key}"}
-    sessions = []
-    for _ in range(count):
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout)
-        sessions.append(session)
-        async with session.get(f"{endpoint.base_url}/models", headers=headers) as response:
-            await response.read()
+    sessions: list[aiohttp.ClientSession] = []
+    try:
+        for _ in range(count):
+            sessions.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout))
+            async with sessions[-1].get(f"{endpoint.base_url}/models", headers=headers) as response:
+                await response.read()
+    except BaseException:
+        await asyncio.gather(*(session.close() for session in sessions))
+        raise
     return sessions
 
 
