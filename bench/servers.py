@@ -101,9 +101,10 @@ def stock_drum(folder: Path, params: dict, work: Path, cache: Path) -> tuple[Ser
     return Service(argv, env, work / "stock-drum.log", name="stock DRUM vllm"), f"http://127.0.0.1:{port}"
 
 
-def standin(work: Path, pace_ms: str | None = None) -> tuple[Service, Endpoint]:
+def standin(work: Path, pace_ms: str | None = None, hold_ms: float = 0.0) -> tuple[Service, Endpoint]:
     port = free_port()
-    argv = [sys.executable, "-m", "bench.standin", "--port", str(port), *(["--pace-ms", pace_ms] if pace_ms else [])]
+    argv = [sys.executable, "-m", "bench.standin", "--port", str(port), "--hold-ms", str(hold_ms)]
+    argv += ["--pace-ms", pace_ms] if pace_ms else []
     return Service(argv, os.environ, work / "standin.log", name="stand-in"), Endpoint(f"http://127.0.0.1:{port}/v1")
 
 

@@ -7,7 +7,9 @@ endpoint answers them). A streamed request gets max_tokens chunks shaped as
 vLLM's (one word each, then a finish chunk and [DONE]), all written at once: the chunks/s
 measured through DRUM are our relay's ceiling. With --pace-ms the chunks come at an engine's pace
 instead: what DRUM adds to the time to the first chunk and between chunks, vLLM's scheduling
-aside. Run: python -m bench.standin --port N [--pace-ms FIRST,GAP]
+aside. With --hold-ms a plain answer waits that long (an engine decoding), and GET /arrivals
+lists when each chat request came in since the last call: how fast a client put them on the wire.
+Run: python -m bench.standin --port N [--pace-ms FIRST,GAP] [--hold-ms MS]
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from aiohttp import web
 
 MODEL = "standin"
 PACE = web.AppKey("pace", object)  # (seconds to the first chunk, seconds between chunks) or None: all at once
+HOLD = web.AppKey("hold", float)  # seconds before a plain answer
+ARRIVALS = web.AppKey("arrivals", list)  # (CLOCK_MONOTONIC, rows) per chat request since the last GET /arrivals
 
 
 def completion(body: dict) -> dict:
@@ -92,18 +96,39 @@ async def paced(request: web.Request, body: dict, first_s: float, gap_s: float) 
     return response
 
 
-async def chat(request: web.Request) -> web.StreamResponse:
+async def _arrived(request: web.Request) -> dict:
+    """The request's body, its arrival noted (the time its handler starts: headers read)."""
+    came = time.monotonic()
     body = await request.json()
+    rows = len(body["messages"]) if request.path.endswith("/batch") else 1
+    request.app[ARRIVALS].append((came, rows))
+    return body
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    body = await _arrived(request)
     if body.get("stream"):
         pace = request.app[PACE]
         if pace is not None:
             return await paced(request, body, *pace)
         return web.Response(body=stream_body(body), content_type="text/event-stream")
+    if request.app[HOLD]:
+        await asyncio.sleep(request.app[HOLD])
     return web.json_response(completion(body), dumps=json.dumps)
 
 
 async def chat_batch(request: web.Request) -> web.Response:
-    return web.json_response(batch_completion(await request.json()), dumps=json.dumps)
+    body = await _arrived(request)
+    if request.app[HOLD]:
+        await asyncio.sleep(request.app[HOLD])
+    return web.json_response(batch_completion(body), dumps=json.dumps)
+
+
+async def arrivals(request: web.Request) -> web.Response:
+    """[[CLOCK_MONOTONIC, rows], ...] of the chat requests since the last call; then forgets them."""
+    came = request.app[ARRIVALS][:]
+    request.app[ARRIVALS].clear()
+    return web.json_response(came)
 
 
 async def models(_request: web.Request) -> web.Response:
@@ -114,15 +139,18 @@ async def health(_request: web.Request) -> web.Response:
     return web.Response()
 
 
-def app(pace: tuple[float, float] | None = None) -> web.Application:
+def app(pace: tuple[float, float] | None = None, hold_s: float = 0.0) -> web.Application:
     application = web.Application()
     application[PACE] = pace
+    application[HOLD] = hold_s
+    application[ARRIVALS] = []
     application.add_routes(
         [
             web.post("/v1/chat/completions", chat),
             web.post("/v1/chat/completions/batch", chat_batch),
             web.get("/v1/models", models),
             web.get("/health", health),
+            web.get("/arrivals", arrivals),
         ]
     )
     return application
@@ -132,9 +160,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--pace-ms", help="FIRST,GAP: stream at an engine's pace (ms to the first chunk, ms between)")
+    parser.add_argument("--hold-ms", type=float, default=0.0, help="hold each plain answer this long (default 0)")
     args = parser.parse_args()
     pace = tuple(float(ms) / 1000 for ms in args.pace_ms.split(",")) if args.pace_ms else None
-    web.run_app(app(pace), host="127.0.0.1", port=args.port, print=None, access_log=None)
+    # uvicorn's (vLLM's) listen backlog, not aiohttp's 128: a burst of connections must not be dropped and retried
+    web.run_app(
+        app(pace, args.hold_ms / 1000), host="127.0.0.1", port=args.port, print=None, access_log=None, backlog=2048
+    )
 
 
 if __name__ == "__main__":
