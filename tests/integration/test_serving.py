@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import re
 import threading
+import time
 
 import openai
 import pytest
@@ -121,7 +122,10 @@ def test_streamed_chats_reuse_their_connection_to_vllm(main_env):
             model="datarobot-deployed-llm", messages=[{"role": "user", "content": f"s{i}"}], max_tokens=4, stream=True
         )
         assert [c for c in stream]
-    ports = re.findall(r'127\.0\.0\.1:(\d+) - "POST /v1/chat/completions HTTP/1\.1" 200', main_env.log()[seen:])
+    answered = re.compile(r'127\.0\.0\.1:(\d+) - "POST /v1/chat/completions HTTP/1\.1" 200')
+    deadline = time.monotonic() + 30  # vLLM logs a request after its response ends; the log reaches the file later
+    while len(ports := answered.findall(main_env.log()[seen:])) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert len(ports) == 5
     assert len(set(ports)) <= 2, ports
 
