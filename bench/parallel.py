@@ -267,10 +267,9 @@ def loads(text: str) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in (item.split("x") for item in text.split(",") if item)]
 
 
-def chat_compared(service: RunningEnvironment, args: argparse.Namespace) -> list[dict]:
-    """Per load, streamed chats through DRUM and direct to the same vLLM, interleaved
-    `--chat-rounds` times; per path the median of each figure, and through DRUM / direct."""
-    vllm = servers.vllm_endpoint_of(service)
+def chat_compared(service: RunningEnvironment, vllm: servers.Endpoint, args: argparse.Namespace) -> list[dict]:
+    """Per load, streamed chats through DRUM and direct to `vllm` (the environment's own),
+    interleaved `--chat-rounds` times; per path the median of each figure, and through DRUM / direct."""
     paths = {"drum": servers.Endpoint(f"{service.url}/v1")}
     if args.chat_direct:
         paths["direct"] = vllm
@@ -347,7 +346,7 @@ def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int)
         runs = [clients.post_batch(name, service.url, rows, extra=extra) for _ in range(args.repeats)]
         batch_engine = engine_means(before, engine_sums(vllm))  # a row's time in vLLM against the batch's
         best = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
-        chat = chat_compared(service, args)
+        chat = chat_compared(service, vllm, args)
         sizes = dict(SIZES.findall(service.log()))
         return {
             "config": name,
