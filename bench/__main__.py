@@ -53,7 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", type=ints, default=[256, 1024], help="batch sizes in rows (default: 256,1024)")
     p.add_argument("--output-tokens", type=int, default=32, help="max_tokens per row, greedy (default: 32)")
     p.add_argument("--concurrency", type=int, default=256, help="rows in flight, ours and direct (default: 256)")
-    p.add_argument("--rows-per-request", type=int, default=1, help="our batch path's rows_per_request (default: 1)")
+    p.add_argument(
+        "--rows-per-request", type=int, help="our batch path's rows_per_request (default: unset, the environment's)"
+    )
     p.add_argument("--chat-requests", type=int, default=64, help="concurrent chat requests (default: 64)")
     p.add_argument("--repeats", type=int, default=5, help="runs per figure; the median is reported (default: 5)")
     p.add_argument(
@@ -148,7 +150,8 @@ class Bench:
     # --- our environment, the direct client on the same vLLM ---------------------------------
     def with_our_environment(self) -> None:
         cache = fresh(self.work / "cache-ours")
-        params = self.params(max_concurrent_rows=self.args.concurrency, rows_per_request=self.args.rows_per_request)
+        given = {"rows_per_request": self.args.rows_per_request} if self.args.rows_per_request else {}
+        params = self.params(max_concurrent_rows=self.args.concurrency, **given)
         self.say("our environment, cold cache ...")
         env = servers.our_environment(self.folder, params, self.work, cache)
         try:

@@ -21,6 +21,7 @@ DEFAULT_SERVED_ALIAS = "datarobot-deployed-llm"
 # The adapter's clients drop idle connections after half of it, so they never meet a closing one.
 UPSTREAM_KEEPALIVE_S = 60
 LABEL_ROWS_PER_REQUEST = 8  # adapter ceiling 988 -> 7771 rows/s against the instant stand-in (bench)
+REQUESTS_FOR_A_BATCH_IN_FLIGHT = 8  # a batch that fits in flight: its rows in this many requests (bench/README)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,19 +46,25 @@ class BatchSettings:
     lora_adapter: str | None = None
     lora_adapter_column: str | None = None  # optional features default to off; values come from Settings
 
-    @property
-    def rows_to_a_request(self) -> int:
-        """Rows in one request to vLLM, rows_per_request resolved. Rows go alone when vLLM's batch
-        endpoint cannot carry what they ask for: several choices per row (it takes n = 1) or per-row
-        token counts (it counts tokens for the whole request). Unset: LABEL_ROWS_PER_REQUEST when
-        the answers are labels, alone otherwise: a request's rows finish together, and answers of
-        different lengths would keep finished rows' places in flight (GPU throughput, H100: the
-        same with 8 rows to a request as with 1; the adapter's own ceiling 8x)."""
+    def rows_to_a_request(self, rows: int) -> int:
+        """Rows in one request to vLLM for a batch of `rows`, rows_per_request resolved. Rows go
+        alone when vLLM's batch endpoint cannot carry what they ask for: several choices per row
+        (it takes n = 1) or per-row token counts (it counts tokens for the whole request).
+
+        Unset: a batch whose rows are all in flight at once (rows <= max_concurrent_rows) goes in
+        REQUESTS_FOR_A_BATCH_IN_FLIGHT requests: a request's rows finish together, but no row waits
+        for a place, so that costs nothing, and vLLM's API servers take the rows without an HTTP
+        request each (the rows reach its engine together, as offline LLM.chat's do). A longer
+        batch: LABEL_ROWS_PER_REQUEST when the answers are labels, else alone: answers of different
+        lengths would hold finished rows' places while rows wait."""
         if self.n > 1 or self.row_details:
             return 1
         if self.rows_per_request is not None:
             return self.rows_per_request
-        return LABEL_ROWS_PER_REQUEST if self.response_choices is not None else 1
+        alike = LABEL_ROWS_PER_REQUEST if self.response_choices is not None else 1
+        if rows <= self.max_concurrent_rows:
+            return max(alike, -(-rows // REQUESTS_FOR_A_BATCH_IN_FLIGHT))
+        return alike
 
 
 @dataclass(frozen=True)

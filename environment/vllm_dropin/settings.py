@@ -232,8 +232,10 @@ class Settings:
         help="Rows of a batch prediction sent to vLLM in one request (its /v1/chat/completions/batch: "
         "each row still its own chat completion, the chat template applied by vLLM): our adapter's "
         "per-row cost falls about 8x. A request's rows finish together, so answers of different "
-        "lengths hold finished rows' places until the longest ends. Unset: 8 with response_choices "
-        "(answers are labels, short and alike), else 1. Always 1 with n > 1 or row_details.",
+        "lengths hold finished rows' places until the longest ends, while other rows wait. Unset: a "
+        "batch of at most max_concurrent_rows rows (all in flight at once: none waits) goes in 8 "
+        "requests; a longer one 8 rows to a request with response_choices (answers are labels, short "
+        "and alike), else 1. Always 1 with n > 1 or row_details.",
     )
     row_errors: str = declare(
         "fail",

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from . import adapters, parallel, vllm_flags
-from .contract import DEFAULT_SERVED_ALIAS, BatchSettings
+from .contract import DEFAULT_SERVED_ALIAS, REQUESTS_FOR_A_BATCH_IN_FLIGHT, BatchSettings
 from .errors import ConfigError
 from .plan import LaunchPlan
 from .process_env import is_secret_name
@@ -152,12 +152,21 @@ def _check_structured_outputs(batch: BatchSettings) -> None:
         ) from None
 
 
+def _rows_per_request_shown(batch: BatchSettings) -> str:
+    """rows_per_request resolved; where a batch that fits in flight goes otherwise, both."""
+    longer = batch.rows_to_a_request(batch.max_concurrent_rows + 1)
+    fits = batch.rows_to_a_request(batch.max_concurrent_rows)
+    if fits == longer:
+        return str(longer)
+    return f"{longer} (a batch of at most {batch.max_concurrent_rows} rows: {REQUESTS_FOR_A_BATCH_IN_FLIGHT} requests)"
+
+
 def describe(
     plan: LaunchPlan, command: VllmCommand, added_env: Mapping[str, str], port: int | str = "<free port>"
 ) -> list[str]:
     """Human-readable plan for logs and `check`; secrets masked."""
     shown = " ".join(f"{k}={'***' if is_secret_name(k) else v}" for k, v in sorted(added_env.items()))
-    shown_batch = {**asdict(plan.batch), "rows_per_request": plan.batch.rows_to_a_request}
+    shown_batch = {**asdict(plan.batch), "rows_per_request": _rows_per_request_shown(plan.batch)}
     sampling = " ".join(
         f"{k}={'(model default)' if v is None and k == 'temperature' else v}" for k, v in shown_batch.items()
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import time
 
 import jsonschema
 import pandas as pd
@@ -21,7 +22,7 @@ import requests
 
 from bench import servers
 from tests.helpers import make_model_folder, serving
-from vllm_dropin.contract import BatchSettings
+from vllm_dropin.contract import REQUESTS_FOR_A_BATCH_IN_FLIGHT, BatchSettings
 
 pytestmark = pytest.mark.integration
 
@@ -135,6 +136,21 @@ def test_template_rows_are_what_a_chat_of_that_prompt_answers(adapter_for, schem
         )
         assert predicted == chat.choices[0].message.content
     assert (extra_columns(answer)["finish_reason"] == "length").all()  # 8 tokens cut every answer: visible
+
+
+def test_a_batch_that_fits_in_flight_goes_in_a_few_requests_each_row_answered_as_alone(adapter_for, schema_env):
+    grouped = '"POST /v1/chat/completions/batch HTTP/1.1" 200'
+    before = schema_env.log().count(grouped)
+    _, url = adapter_for(row_details=False, max_tokens=8, max_concurrent_rows=len(ROWS))  # rows_per_request unset
+    together = predict(url, ROWS)["predictions"]
+    _, alone_url = adapter_for(row_details=False, max_tokens=8, rows_per_request=1)
+    alone = predict(alone_url, ROWS)["predictions"]
+    assert together == alone and len(set(together)) > 1
+    expected = before + REQUESTS_FOR_A_BATCH_IN_FLIGHT  # 24 rows: 8 requests of 3
+    deadline = time.monotonic() + 30  # vLLM logs a request after answering it; the line reaches the log later
+    while schema_env.log().count(grouped) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert schema_env.log().count(grouped) == expected
 
 
 def test_an_empty_cell_is_a_row_error_and_a_missing_column_a_422(adapter_for):

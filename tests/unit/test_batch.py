@@ -9,7 +9,7 @@ import pytest
 from datarobot_drum.drum.exceptions import CustomHTTPError
 
 from vllm_dropin.adapter import batch
-from vllm_dropin.contract import LABEL_ROWS_PER_REQUEST, BatchSettings
+from vllm_dropin.contract import LABEL_ROWS_PER_REQUEST, REQUESTS_FOR_A_BATCH_IN_FLIGHT, BatchSettings
 
 
 def settings(**kw):
@@ -236,14 +236,38 @@ def test_rows_taken_together_never_exceed_the_concurrency():
 
 
 @pytest.mark.parametrize(
-    ("given", "expected"),
+    ("given", "rows", "expected"),
     [
-        ({}, 1),  # free text: answers of any length
-        ({"response_choices": ["yes", "no"]}, LABEL_ROWS_PER_REQUEST),  # labels: short and alike
-        ({"rows_per_request": 32}, 32),
-        ({"rows_per_request": 32, "n": 2}, 1),  # vLLM's batch endpoint takes n = 1 only
-        ({"response_choices": ["yes", "no"], "row_details": True}, 1),  # per-row token counts
+        ({}, 5, 1),  # free text beyond the rows in flight: answers of any length, alone
+        ({}, 4, 1),  # a batch in flight at once: in REQUESTS_FOR_A_BATCH_IN_FLIGHT requests (8 >= 4 rows)
+        ({"max_concurrent_rows": 512}, 512, 512 // REQUESTS_FOR_A_BATCH_IN_FLIGHT),
+        ({"max_concurrent_rows": 512}, 100, -(-100 // REQUESTS_FOR_A_BATCH_IN_FLIGHT)),
+        ({"max_concurrent_rows": 512}, 513, 1),
+        ({"response_choices": ["yes", "no"]}, 5, LABEL_ROWS_PER_REQUEST),  # labels: short and alike
+        ({"response_choices": ["yes", "no"], "max_concurrent_rows": 512}, 512, 512 // REQUESTS_FOR_A_BATCH_IN_FLIGHT),
+        ({"rows_per_request": 32}, 5, 32),
+        ({"rows_per_request": 1, "max_concurrent_rows": 512}, 512, 1),  # the user's value, even in flight
+        ({"rows_per_request": 32, "n": 2}, 5, 1),  # vLLM's batch endpoint takes n = 1 only
+        ({"n": 2, "max_concurrent_rows": 512}, 512, 1),
+        ({"response_choices": ["yes", "no"], "row_details": True}, 5, 1),  # per-row token counts
+        ({"row_details": True, "max_concurrent_rows": 512}, 512, 1),
     ],
 )
-def test_rows_to_a_request(given, expected):
-    assert settings(**given).rows_to_a_request == expected
+def test_rows_to_a_request(given, rows, expected):
+    assert settings(**given).rows_to_a_request(rows) == expected
+
+
+def test_a_batch_in_flight_goes_out_at_once_in_requests_of_its_share():
+    started, lock, everyone = [], threading.Lock(), threading.Barrier(REQUESTS_FOR_A_BATCH_IN_FLIGHT, timeout=10)
+
+    def complete(group):
+        with lock:
+            started.append(len(group))
+        everyone.wait()  # fails unless every request is in flight together
+        return [batch.RowResult(choices=[p]) for p in group]
+
+    rows = 500  # 8 requests: 7 of 63 rows and one of 59
+    size = settings(max_concurrent_rows=512).rows_to_a_request(rows)
+    results = batch.run_rows([str(i) for i in range(rows)], complete, concurrency=512, rows_per_request=size)
+    assert [r.choices for r in results] == [[str(i)] for i in range(rows)]
+    assert sorted(started) == [59] + [63] * 7

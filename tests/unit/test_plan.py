@@ -6,7 +6,7 @@ import shlex
 import pytest
 
 from vllm_dropin import plan, process_env, runtime_params, vllm_command
-from vllm_dropin.contract import BatchSettings
+from vllm_dropin.contract import REQUESTS_FOR_A_BATCH_IN_FLIGHT, BatchSettings
 from vllm_dropin.errors import ConfigError
 from vllm_dropin.gpus import GpuInventory
 from vllm_dropin.launch import vllm_entry
@@ -201,6 +201,10 @@ def test_describe_masks_secrets_and_shows_sampling(code_dir):
     assert "max_tokens=7" in text
     assert "temperature=0.0" in text
     assert "vLLM command: vllm serve org/gated" in text
+    rows = p.batch.max_concurrent_rows
+    assert f"rows_per_request=1 (a batch of at most {rows} rows: {REQUESTS_FOR_A_BATCH_IN_FLIGHT} requests)" in text
+    p = dataclasses.replace(p, batch=dataclasses.replace(p.batch, rows_per_request=4))
+    assert "rows_per_request=4 " in " ".join(vllm_command.describe(p, a, {}, 1)) + " "
 
 
 def test_caches_stay_out_of_the_users_home(code_dir, tmp_path):

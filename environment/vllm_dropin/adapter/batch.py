@@ -4,10 +4,11 @@ A row's prompt is its prompt column, or `prompt_template` filled from its column
 when the row is sent, so memory stays O(concurrency)). Answers can be constrained to a JSON
 Schema or a list of labels (vLLM's structured outputs), and `row_details` adds the tokens used
 and why each answer stopped. Rows go to vLLM concurrently (bounded by `max_concurrent_rows`) so
-its continuous batching is used, alone or several to a request (`rows_per_request`: vLLM's
-batch chat endpoint, each row still its own chat completion); results are written back by row
-position, so the output has exactly one row per input row, in input order. A batch that runs
-longer than a few seconds logs its progress (counts and rates only, never data).
+its continuous batching is used, alone or several to a request (`rows_per_request`, and a batch
+that fits in flight: vLLM's batch chat endpoint, each row still its own chat completion);
+results are written back by row position, so the output has exactly one row per input row,
+in input order. A batch that runs longer than a few seconds logs its progress (counts and rates
+only, never data).
 """
 
 from __future__ import annotations
@@ -328,7 +329,10 @@ def run_rows(
             if progress is not None:
                 progress.rows_done(len(taken))
 
-    workers = min(concurrency // size, -(-len(prompts) // size))  # size <= concurrency: at least 1
+    requests = -(-len(prompts) // size)
+    # every row in flight at once when the batch fits (a last, shorter request included); else
+    # whole requests of `size` within `concurrency` (size <= concurrency: at least 1)
+    workers = requests if len(prompts) <= concurrency else concurrency // size
     if workers:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for done in [pool.submit(worker) for _ in range(workers)]:
@@ -372,7 +376,8 @@ def score(data: pd.DataFrame, upstream: Upstream) -> pd.DataFrame:
     try:
         complete = functools.partial(complete_rows, upstream)
         progress = Progress(len(prompts))
-        results = run_rows(prompts, complete, settings.max_concurrent_rows, progress, settings.rows_to_a_request)
+        size = settings.rows_to_a_request(len(prompts))
+        results = run_rows(prompts, complete, settings.max_concurrent_rows, progress, size)
     except openai.APIConnectionError as exc:
         raise CustomHTTPError(unreachable(exc), status_code=503) from None
     except openai.APIStatusError as exc:
