@@ -5,9 +5,10 @@ engine decoding), so no answer comes back while rows are still going out, and re
 request arrived. The window from the first arrival to the last is the time the adapter takes to
 send a batch's rows; vLLM's engine cannot start a row before it arrives, so on a GPU this window
 adds to a batch's time (a 512-row batch on an H100 lasted 0.6 s longer than a row's time inside
-vLLM). Per `--rows-per-request` K (vLLM's batch endpoint carries K rows to a request):
+vLLM). Per `--rows-per-request` K (vLLM's batch endpoint carries K rows to a request; "unset":
+the environment's default, which sends a batch that fits in flight in a few requests):
 
-    python -m bench.firing --rows 512 --hold-ms 1000 --rows-per-request 1,8 --repeats 3
+    python -m bench.firing --rows 512 --hold-ms 1000 --rows-per-request 1,8,unset --repeats 3
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def window(arrivals: list[list[float]]) -> tuple[float, int, int]:
     return max(times) - min(times), len(arrivals), sum(rows for _, rows in arrivals)
 
 
-def measure(upstream: servers.Endpoint, rows: int, per_request: int, repeats: int, work: Path) -> dict:
+def measure(upstream: servers.Endpoint, rows: int, per_request: int | None, repeats: int, work: Path) -> dict:
     """A fresh adapter with every row in flight at once; a warm-up batch first (it opens the
     connections), then `repeats` batches, each with the window its rows took to arrive."""
     batch = BatchSettings(
@@ -60,7 +61,7 @@ def measure(upstream: servers.Endpoint, rows: int, per_request: int, repeats: in
             batches.append(result.seconds)
         spread = statistics.median(windows)
         return {
-            "rows_per_request": per_request,
+            "rows_per_request": per_request or f"unset: {batch.rows_to_a_request(rows)}",
             "requests": sent,
             "window_s": round(spread, 3),
             "rows_on_the_wire_per_s": round(rows / spread) if spread else float("inf"),
@@ -74,7 +75,7 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.firing", description=__doc__)
     p.add_argument("--rows", type=int, default=512)
     p.add_argument("--hold-ms", type=float, default=1000, help="the stand-in holds each answer this long")
-    p.add_argument("--rows-per-request", default="1,8", help="comma-separated K values")
+    p.add_argument("--rows-per-request", default="1,8,unset", help="comma-separated K values, or unset")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, default=Path(".build/bench-firing"))
     args = p.parse_args()
@@ -83,7 +84,8 @@ def main() -> None:
     try:
         upstream_service.wait_http(f"{upstream.base_url}/models", 60)
         results = [
-            measure(upstream, args.rows, int(k), args.repeats, args.out) for k in args.rows_per_request.split(",")
+            measure(upstream, args.rows, None if k == "unset" else int(k), args.repeats, args.out)
+            for k in args.rows_per_request.split(",")
         ]
     finally:
         upstream_service.stop(sweep=True)
