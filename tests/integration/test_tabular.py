@@ -22,7 +22,7 @@ import requests
 
 from bench import servers
 from tests.helpers import make_model_folder, serving
-from vllm_dropin.contract import REQUESTS_FOR_A_BATCH_IN_FLIGHT, BatchSettings
+from vllm_dropin.contract import LABEL_ROWS_PER_REQUEST, REQUESTS_FOR_A_BATCH_IN_FLIGHT, BatchSettings
 
 pytestmark = pytest.mark.integration
 
@@ -138,19 +138,38 @@ def test_template_rows_are_what_a_chat_of_that_prompt_answers(adapter_for, schem
     assert (extra_columns(answer)["finish_reason"] == "length").all()  # 8 tokens cut every answer: visible
 
 
+GROUPED = '"POST /v1/chat/completions/batch HTTP/1.1" 200'  # vLLM's access line for several rows
+
+
+def grouped_requests(env, expected: int) -> int:
+    """vLLM's batch-endpoint requests in the log, once `expected` arrived or 30 s passed (vLLM
+    logs a request after answering it; the line reaches the environment's log later)."""
+    deadline = time.monotonic() + 30
+    while env.log().count(GROUPED) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return env.log().count(GROUPED)
+
+
 def test_a_batch_that_fits_in_flight_goes_in_a_few_requests_each_row_answered_as_alone(adapter_for, schema_env):
-    grouped = '"POST /v1/chat/completions/batch HTTP/1.1" 200'
-    before = schema_env.log().count(grouped)
+    before = schema_env.log().count(GROUPED)
     _, url = adapter_for(row_details=False, max_tokens=8, max_concurrent_rows=len(ROWS))  # rows_per_request unset
     together = predict(url, ROWS)["predictions"]
     _, alone_url = adapter_for(row_details=False, max_tokens=8, rows_per_request=1)
     alone = predict(alone_url, ROWS)["predictions"]
     assert together == alone and len(set(together)) > 1
     expected = before + REQUESTS_FOR_A_BATCH_IN_FLIGHT  # 24 rows: 8 requests of 3
-    deadline = time.monotonic() + 30  # vLLM logs a request after answering it; the line reaches the log later
-    while schema_env.log().count(grouped) < expected and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert schema_env.log().count(grouped) == expected
+    assert grouped_requests(schema_env, expected) == expected
+
+
+def test_labels_and_json_rows_sent_together_are_each_constrained(adapter_for, schema_env):
+    before = schema_env.log().count(GROUPED)
+    _, url = adapter_for(row_details=False, response_choices=LABELS)  # 24 rows, 16 in flight: labels 8 to a request
+    assert set(predict(url, ROWS)["predictions"]) <= set(LABELS)
+    _, url = adapter_for(row_details=False, response_schema=json.dumps(SCHEMA), max_tokens=256, max_concurrent_rows=24)
+    for text in predict(url, ROWS)["predictions"]:  # fits in flight: 8 requests of 3
+        jsonschema.validate(json.loads(text), SCHEMA)
+    expected = before + len(ROWS) // LABEL_ROWS_PER_REQUEST + REQUESTS_FOR_A_BATCH_IN_FLIGHT
+    assert grouped_requests(schema_env, expected) == expected
 
 
 def test_an_empty_cell_is_a_row_error_and_a_missing_column_a_422(adapter_for):
