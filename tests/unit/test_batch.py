@@ -217,6 +217,23 @@ def test_rows_go_together_split_by_the_adapter_they_name_and_in_order():
     )
 
 
+def test_rows_taken_together_for_different_adapters_are_in_flight_at_once():
+    both = threading.Barrier(2, timeout=10)  # fails unless the two adapters' requests overlap
+    sent = []
+
+    def complete(group):
+        sent.append(len(group))
+        both.wait()
+        return [batch.RowResult(choices=[str(p)]) for p in group]
+
+    prompts = [batch.RoutedPrompt(f"p{i}") for i in range(6)]
+    for i, prompt in enumerate(prompts):
+        prompt.model = "a" if i % 2 else "b"
+    results = batch.run_rows(prompts, complete, concurrency=6, rows_per_request=6)
+    assert [r.choices for r in results] == [[f"p{i}"] for i in range(6)]
+    assert sent == [3, 3]
+
+
 def test_rows_taken_together_never_exceed_the_concurrency():
     in_flight, peak, lock = 0, 0, threading.Lock()
 

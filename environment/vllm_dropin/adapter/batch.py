@@ -285,6 +285,20 @@ class Progress:
             log.info("batch: %d of %d rows done, %.0f rows/s, about %.0f s left", self._done, self._total, rate, left)
 
 
+def at_once(send: Callable[[Any], None], groups: list[Any]) -> None:
+    """send(group) for every group at the same time (the first on this thread): rows taken together
+    that name different adapters go in a request per adapter, and none waits for another's."""
+    if len(groups) <= 1:
+        for group in groups:
+            send(group)
+        return
+    with ThreadPoolExecutor(max_workers=len(groups) - 1) as others:
+        later = [others.submit(send, group) for group in groups[1:]]
+        send(groups[0])
+        for done in later:
+            done.result()
+
+
 def run_rows(
     prompts: Sequence[Any],
     complete: Callable[[list[Any]], list[RowResult]],
@@ -297,13 +311,17 @@ def run_rows(
     Workers each take the next `rows_per_request` rows until none is left, and read their prompts
     only then: memory stays O(concurrency) whatever the CSV's length (a future per row cost ~2 KB
     each: 200 MB for 100k rows). `concurrency` rows are in flight at most; rows taken together
-    go to `complete` together, split by the model (LoRA adapter) they name.
+    go to `complete` together, split by the model (LoRA adapter) they name, the parts at once.
     """
     results: list[RowResult] = [RowResult() for _ in range(len(prompts))]
     rows = iter(range(len(prompts)))
     lock = threading.Lock()
     failed = threading.Event()  # one worker's error ends the batch: the others stop taking rows
     size = max(1, min(rows_per_request, concurrency))
+
+    def send(group: list[tuple[int, Any]]) -> None:
+        for (i, _), result in zip(group, complete([prompt for _, prompt in group]), strict=True):
+            results[i] = result
 
     def worker() -> None:
         while not failed.is_set():
@@ -320,9 +338,7 @@ def run_rows(
                 else:
                     by_model.setdefault(getattr(prompt, "model", None), []).append((i, prompt))
             try:
-                for group in by_model.values():
-                    for (i, _), result in zip(group, complete([prompt for _, prompt in group]), strict=True):
-                        results[i] = result
+                at_once(send, list(by_model.values()))
             except BaseException:
                 failed.set()
                 raise
