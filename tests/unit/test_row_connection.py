@@ -1,0 +1,102 @@
+"""The batch rows' connection to vLLM (urllib3, not openai's client), against a real local HTTP
+server that answers as vLLM does: JSON, errors under "error", keep-alive."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+import urllib3
+
+from vllm_dropin.adapter.client import RowConnection, UpstreamStatusError, unreachable
+from vllm_dropin.contract import UPSTREAM_KEEPALIVE_S
+
+ANSWERS = {
+    "/v1/chat/completions": (200, "application/json", b'{"choices": []}'),
+    "/v1/bad": (400, "application/json", b'{"error": {"message": "too long:\\nshorten it", "code": 400}}'),
+    "/v1/bare": (422, "application/json", b'{"message": "bare message"}'),
+    "/v1/html": (200, "text/html", b"<html>proxy page</html>"),
+    "/v1/down": (503, "text/plain", b"down"),
+}
+
+
+class Vllm(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as vLLM's uvicorn
+    seen: ClassVar[list[tuple[int, str, str | None, dict]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        Vllm.seen.append((self.client_address[1], self.path, self.headers.get("Authorization"), body))
+        status, kind, data = ANSWERS[self.path]
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def vllm() -> Iterator[str]:
+    Vllm.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Vllm)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_rows_are_posted_as_json_with_the_key_on_one_kept_alive_connection(vllm):
+    connection = RowConnection(vllm, "launch-key", ssl.create_default_context())
+    assert connection.post("/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}) == {"choices": []}
+    connection.post("/chat/completions", {"n": 1})
+    (port, path, auth, body), (again, _, _, second) = Vllm.seen
+    assert (path, auth, body, second) == (
+        "/v1/chat/completions",
+        "Bearer launch-key",
+        {"messages": [{"role": "user", "content": "hi"}]},
+        {"n": 1},
+    )
+    assert again == port  # the same connection
+
+
+def test_an_idle_connection_is_opened_anew_before_vllm_would_close_it(vllm):
+    connection = RowConnection(vllm, "k", ssl.create_default_context())
+    connection.post("/chat/completions", {})
+    connection._used -= UPSTREAM_KEEPALIVE_S / 2 + 1  # idle past half vLLM's keep-alive
+    connection.post("/chat/completions", {})
+    assert Vllm.seen[0][0] != Vllm.seen[1][0]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "message"),
+    [
+        ("/bad", 400, "too long: shorten it"),  # vLLM's words, on one line
+        ("/bare", 422, "bare message"),
+        ("/down", 503, "HTTP 503"),  # no JSON: the status
+        ("/html", 502, "vLLM answered HTTP 200 without a JSON object"),
+    ],
+)
+def test_an_error_answer_is_raised_with_vllms_message(vllm, path, status, message):
+    with pytest.raises(UpstreamStatusError) as raised:
+        RowConnection(vllm, "k", ssl.create_default_context()).post(path, {})
+    assert (raised.value.status, raised.value.message) == (status, message)
+
+
+def test_no_answer_is_urllib3s_error_and_reads_as_unreachable():
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(urllib3.exceptions.HTTPError) as raised:
+        RowConnection(f"http://127.0.0.1:{port}/v1", "secret-key", ssl.create_default_context()).post("/x", {})
+    text = unreachable(raised.value)
+    assert text.startswith("vLLM server is not reachable (NewConnectionError: ") and "Connection refused" in text
+    assert "secret-key" not in text
