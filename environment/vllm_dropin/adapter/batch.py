@@ -204,8 +204,8 @@ def _model(upstream: Upstream, prompt: str) -> str:
 
 
 def _post(upstream: Upstream, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """The answer stays vLLM's JSON dict: building openai's ChatCompletion model for three fields
-    cost a tenth of the adapter's CPU (py-spy, 10000 rows against the stand-in)."""
+    """vLLM's JSON answer as a dict, over a connection lent to this request (no typed model: the
+    three fields read here do not pay for one)."""
     with upstream.rows.client() as connection:
         return connection.post(path, body)
 
