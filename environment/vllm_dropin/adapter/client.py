@@ -24,6 +24,7 @@ import openai
 import urllib3
 
 from ..contract import UPSTREAM_KEEPALIVE_S, BatchSettings, WorkerContract
+from .openai_errors import error_object
 
 Client = TypeVar("Client")
 
@@ -69,9 +70,8 @@ class UpstreamStatusError(Exception):
     def __init__(self, status: int, body: Any) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
-        error = body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), dict) else body
-        message = error.get("message") if isinstance(error, dict) else None
-        self.message = str(message or f"HTTP {status}").replace("\n", " ")  # vLLM's own words, one line
+        # vLLM's own words (its error fields, bare or under "error"), on one line
+        self.message = error_object(status, body, f"HTTP {status}")["message"].replace("\n", " ")
 
 
 class RowConnection:
