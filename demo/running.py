@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from vllm_dropin import health
@@ -49,6 +49,14 @@ class Service(ProcessGroup):
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, done: Callable[[str], bool], timeout_s: float = 30) -> str:
+        """The log once done(log) holds or `timeout_s` passed, whichever comes first: lines a
+        child writes after answering (vLLM's access log) reach the file later than the answer."""
+        deadline = time.monotonic() + timeout_s
+        while not done(text := self.log()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return text
 
     def wait_http(self, url: str, timeout_s: float = 600) -> float:
         """Poll `url` until it answers 200; seconds since the process started. Raises if it exits first."""

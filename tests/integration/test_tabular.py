@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import time
 
 import jsonschema
 import pandas as pd
@@ -142,12 +141,8 @@ GROUPED = '"POST /v1/chat/completions/batch HTTP/1.1" 200'  # vLLM's access line
 
 
 def grouped_requests(env, expected: int) -> int:
-    """vLLM's batch-endpoint requests in the log, once `expected` arrived or 30 s passed (vLLM
-    logs a request after answering it; the line reaches the environment's log later)."""
-    deadline = time.monotonic() + 30
-    while env.log().count(GROUPED) < expected and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return env.log().count(GROUPED)
+    """vLLM's batch-endpoint requests in the log, once `expected` arrived or 30 s passed."""
+    return env.wait_log(lambda log: log.count(GROUPED) >= expected).count(GROUPED)
 
 
 def test_a_batch_that_fits_in_flight_goes_in_a_few_requests_each_row_answered_as_alone(adapter_for, schema_env):
