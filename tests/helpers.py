@@ -7,8 +7,8 @@ import functools
 import json
 import shutil
 import threading
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from demo.running import REPO, RunningEnvironment, runtime_param_env
@@ -51,15 +51,20 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve_folder(root: Path) -> Iterator[str]:
-    """A local http server over `root` (an artifact store); yields its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+def serve_http(handler: Callable[..., BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A local threading http server with `handler`; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def serve_folder(root: Path) -> contextlib.AbstractContextManager[str]:
+    """A local http server over `root` (an artifact store); yields its base URL."""
+    return serve_http(functools.partial(_QuietHandler, directory=str(root)))
 
 
 def make_lora(

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
 import pytest
 import urllib3
 
+from tests.helpers import serve_http
 from vllm_dropin.adapter.client import RowConnection, UpstreamStatusError, unreachable
 from vllm_dropin.contract import UPSTREAM_KEEPALIVE_S
 
@@ -47,11 +47,8 @@ class Vllm(BaseHTTPRequestHandler):
 @pytest.fixture
 def vllm() -> Iterator[str]:
     Vllm.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Vllm)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with serve_http(Vllm) as url:
+        yield f"{url}/v1"
 
 
 def test_rows_are_posted_as_json_with_the_key_on_one_kept_alive_connection(vllm):
