@@ -25,7 +25,7 @@ from pathlib import Path
 from demo.running import REPO
 from vllm_dropin.contract import BatchSettings
 
-from . import clients, memory, report, servers
+from . import clients, engine_metrics, memory, report, servers
 from .workload import Result, first_difference, mismatches, prompts
 
 PARTS = ("startup", "batch", "chat", "stock", "offline", "standin")
@@ -184,8 +184,10 @@ class Bench:
             self.say(f"batch {size} rows: direct client and our batch path, {self.args.repeats} runs each ...")
             reference, ours = median_runs(
                 [
-                    lambda rows=rows: self.direct(direct, rows),
-                    lambda rows=rows: clients.post_batch("our batch path", env.url, rows),
+                    engine_metrics.observed(lambda rows=rows: self.direct(direct, rows), direct),
+                    engine_metrics.observed(
+                        lambda rows=rows: clients.post_batch("our batch path", env.url, rows), direct
+                    ),
                 ],
                 self.args.repeats,
             )

@@ -44,9 +44,8 @@ from pathlib import Path
 
 import aiohttp
 import psutil
-import requests
 
-from bench import clients, memory, relay, servers, sse
+from bench import clients, engine_metrics, memory, relay, servers, sse
 from bench.adapters import make_adapter
 from bench.percentiles import percentile
 from bench.workload import output_lengths, prompts
@@ -155,37 +154,6 @@ async def _plain_chats(endpoint: servers.Endpoint, lengths: list[int], concurren
     }
 
 
-ENGINE_HISTOGRAMS = {
-    "vllm:time_to_first_token_seconds": "vllm_ttft_mean_s",
-    "vllm:request_queue_time_seconds": "vllm_queue_mean_s",
-    "vllm:e2e_request_latency_seconds": "vllm_e2e_mean_s",
-}
-
-
-def engine_sums(vllm: servers.Endpoint) -> dict[str, float]:
-    """vLLM's own histograms (sum and count over every engine) from its /metrics: its view of the time
-    from a request's arrival to its first token and to its end, and of the time requests wait to be
-    scheduled (a client's mean latency less vLLM's mean e2e time is what lies outside vLLM)."""
-    url = vllm.base_url.removesuffix("/v1") + "/metrics"
-    text = requests.get(url, headers={"Authorization": f"Bearer {vllm.api_key}"}, timeout=30).text
-    sums: dict[str, float] = collections.defaultdict(float)
-    for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name.removesuffix("_sum").removesuffix("_count") in ENGINE_HISTOGRAMS and not line.startswith("#"):
-            sums[name] += float(line.rsplit(" ", 1)[1])
-    return sums
-
-
-def engine_means(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """Per histogram, the mean over the requests between two scrapes."""
-    means = {}
-    for name, key in ENGINE_HISTOGRAMS.items():
-        count = after.get(f"{name}_count", 0) - before.get(f"{name}_count", 0)
-        total = after.get(f"{name}_sum", 0) - before.get(f"{name}_sum", 0)
-        means[key] = round(total / count, 3) if count else float("nan")
-    return means
-
-
 async def _streamed_chats(endpoint: servers.Endpoint, lengths: list[int], concurrency: int) -> dict:
     ttfts: list[float] = []
     gaps: list[float] = []
@@ -281,14 +249,14 @@ def chat_compared(service: RunningEnvironment, vllm: servers.Endpoint, args: arg
             for name, endpoint in paths.items():
                 profile = args.profile_drum and name == "drum" and round_no == 0 and in_flight == args.chat_loads[-1][0]
                 profilers = _profile_drum(service, args.profile_drum, args.out) if profile else []
-                before, logged = engine_sums(vllm), service.log_path.stat().st_size
+                before, logged = engine_metrics.scraped(vllm), service.log_path.stat().st_size
                 figures = run(endpoint, output_lengths(count, args.output_tokens, args.chat_length_spread), in_flight)
                 with service.log_path.open("rb") as log:  # what this run added, not the whole log again
                     log.seek(logged)
                     figures["requests_per_api_server"] = requests_per_api_server(log.read().decode(errors="replace"))
                 if name == "drum":  # the direct client's session closes its connections
                     figures["connections_per_api_server"] = connections_per_process(vllm)
-                runs[name].append({"kind": kind} | figures | engine_means(before, engine_sums(vllm)))
+                runs[name].append({"kind": kind} | figures | engine_metrics.means(before, engine_metrics.scraped(vllm)))
                 for profiler in profilers:
                     profiler.wait(120)
                 if profile:
@@ -342,9 +310,10 @@ def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int)
         extra = {"adapter": [cycle[i % len(cycle)] for i in range(len(rows))]} if cycle else None
         clients.post_batch("warm-up", service.url, rows[:32], extra={k: v[:32] for k, v in (extra or {}).items()})
         vllm = servers.vllm_endpoint_of(service)
-        before = engine_sums(vllm)
+        before = engine_metrics.scraped(vllm)
         runs = [clients.post_batch(name, service.url, rows, extra=extra) for _ in range(args.repeats)]
-        batch_engine = engine_means(before, engine_sums(vllm))  # a row's time in vLLM against the batch's
+        # a row's time in vLLM against the batch's
+        batch_engine = engine_metrics.means(before, engine_metrics.scraped(vllm))
         best = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
         chat = chat_compared(service, vllm, args)
         sizes = dict(SIZES.findall(service.log()))

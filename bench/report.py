@@ -67,6 +67,24 @@ def _table(rows: list[dict], columns: list[str]) -> list[str]:
     return [line(columns), line(["-" * w for w in widths]), *(line(row) for row in cells)]
 
 
+def _engine_view(batch: list[dict]) -> list[str]:
+    """The served runs as vLLM saw them (means per row); wall time less a row's mean time in vLLM is
+    what the rows spent outside it plus how far apart they reached it."""
+    served = [
+        {**r, "seconds_less_vllm_e2e_mean": round(r["seconds"] - r["vllm_e2e_mean_s"], 3)}
+        for r in sorted(batch, key=lambda r: r["rows"])
+        if "vllm_e2e_mean_s" in r
+    ]
+    if not served:
+        return []
+    columns = ["path", "rows", "seconds", "vllm_queue_mean_s", "vllm_ttft_mean_s", "vllm_itl_mean_ms"]
+    return [
+        "",
+        "vLLM's view of the served runs (means per row)",
+        *_table(served, [*columns, "vllm_e2e_mean_s", "seconds_less_vllm_e2e_mean"]),
+    ]
+
+
 def text(results: dict) -> str:
     meta = results["meta"]
     lines = [
@@ -79,6 +97,7 @@ def text(results: dict) -> str:
         columns = ["path", "rows", "seconds", "rows_per_s", "output_tokens_per_s", "tokens_per_row"]
         columns.append("rows_differing_from_direct")
         lines += ["Batch", *_table(sorted(results["batch"], key=lambda r: r["rows"]), columns)]
+        lines += _engine_view(results["batch"])
     if results["chat"]:
         lines += ["", "Chat", *_table(results["chat"], ["path", "rows", "seconds", "rows_per_s"])]
     if results["standin"]:
