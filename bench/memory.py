@@ -19,3 +19,16 @@ def drum_workers(leader: int) -> list[int]:
     return [
         p.pid for p in psutil.Process(leader).children(recursive=True) if "gunicorn: worker" in " ".join(p.cmdline())
     ]
+
+
+def vllm_processes(leader: int) -> dict[int, str]:
+    """vLLM's processes among the descendants of `leader`, by role: the entrypoint (the API server
+    when there is one), API servers, engine cores and workers (vLLM names them VLLM::ROLE_N)."""
+    roles = {}
+    for p in psutil.Process(leader).children(recursive=True):
+        name = p.name()
+        if name.startswith("VLLM::"):
+            roles[p.pid] = name.removeprefix("VLLM::")
+        elif "vllm_dropin.launch.vllm_entry" in " ".join(p.cmdline()):
+            roles[p.pid] = "vllm_entry"
+    return roles

@@ -203,31 +203,34 @@ def connections_per_process(server: servers.Endpoint, client: int | None = None)
     return "/".join(str(n) for n in sorted(held.values(), reverse=True)) or "-"
 
 
-def _profile_drum(service: RunningEnvironment, seconds: int, out: Path) -> list[subprocess.Popen]:
-    """py-spy on every DRUM worker for `seconds` (raw stacks into out/drum-PID.txt)."""
-    py_spy = shutil.which("py-spy") or "py-spy"
+def _py_spy(roles: dict[int, str], seconds: int, out: Path) -> list[subprocess.Popen]:
+    """py-spy on each process for `seconds`: raw stacks into out/ROLE-PID.txt."""
+    record = [shutil.which("py-spy") or "py-spy", "record", "--duration", str(seconds), "--rate", "100"]
     return [
         subprocess.Popen(
             [
-                py_spy,
-                "record",
+                *record,
                 "--pid",
                 str(pid),
-                "--duration",
-                str(seconds),
-                "--rate",
-                "100",
                 "--format",
                 "raw",
                 "--output",
-                str(out / f"drum-{pid}.txt"),
+                str(out / f"{role}-{pid}.txt"),
                 "--nonblocking",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for pid in memory.drum_workers(service.proc.pid)
+        for pid, role in roles.items()
     ]
+
+
+def profiled_roles(out: Path) -> str:
+    """relay.summary of the raw stacks in `out`, one per role (API servers together, ...)."""
+    kinds: dict[str, list[Path]] = collections.defaultdict(list)
+    for raw in sorted(out.glob("*.txt")):
+        kinds[re.sub(r"[_-]?\d+$", "", raw.stem.rsplit("-", 1)[0])].append(raw)
+    return "\n".join(f"{kind} ({len(raws)} processes): {relay.summary(raws)}" for kind, raws in kinds.items())
 
 
 def loads(text: str) -> list[tuple[int, int]]:
@@ -248,7 +251,8 @@ def chat_compared(service: RunningEnvironment, vllm: servers.Endpoint, args: arg
         for round_no in range(args.chat_rounds):
             for name, endpoint in paths.items():
                 profile = args.profile_drum and name == "drum" and round_no == 0 and in_flight == args.chat_loads[-1][0]
-                profilers = _profile_drum(service, args.profile_drum, args.out) if profile else []
+                workers = {pid: "drum" for pid in memory.drum_workers(service.proc.pid)}
+                profilers = _py_spy(workers, args.profile_drum, args.out) if profile else []
                 before, logged = engine_metrics.scraped(vllm), service.log_path.stat().st_size
                 figures = run(endpoint, output_lengths(count, args.output_tokens, args.chat_length_spread), in_flight)
                 with service.log_path.open("rb") as log:  # what this run added, not the whole log again
@@ -311,7 +315,16 @@ def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int)
         clients.post_batch("warm-up", service.url, rows[:32], extra={k: v[:32] for k, v in (extra or {}).items()})
         vllm = servers.vllm_endpoint_of(service)
         before = engine_metrics.scraped(vllm)
+        profiles = work / "profile-batch"
+        if args.profile_vllm:
+            profiles.mkdir(exist_ok=True)
+        roles = memory.vllm_processes(service.proc.pid) if args.profile_vllm else {}
+        profilers = _py_spy(roles, args.profile_vllm, profiles)
         runs = [clients.post_batch(name, service.url, rows, extra=extra) for _ in range(args.repeats)]
+        for profiler in profilers:
+            profiler.wait(args.profile_vllm + 120)
+        if profilers:
+            print(f"vLLM's processes during {name}'s batch runs:\n{profiled_roles(profiles)}", flush=True)
         # a row's time in vLLM against the batch's
         batch_engine = engine_metrics.means(before, engine_metrics.scraped(vllm))
         best = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
@@ -363,6 +376,12 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument(
         "--profile-drum", type=int, default=0, help="py-spy the DRUM workers for N s during the largest load"
+    )
+    p.add_argument(
+        "--profile-vllm",
+        type=int,
+        default=0,
+        help="py-spy vLLM's processes (API servers, engine core, workers) for N s from the first batch run",
     )
     p.add_argument("--out", type=Path, default=Path(".build/bench-parallel"))
     args = p.parse_args()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Wheels our environment needs on the CUDA host beyond vLLM's wheelhouse: the pins of
 # environment/requirements-drum.lock for CPython 3.12, minus what the host image already has and
-# what the vLLM wheelhouse brings. (bench/gpu/check_tarball.sh wants the whole lock instead: a venv.)
+# what the vLLM wheelhouse brings; and bench's profiler (py-spy, for bench.parallel --profile-*).
+# (bench/gpu/check_tarball.sh wants the whole lock instead: a venv.)
 #   bench/gpu/make-extra.sh OUTDIR HOST_PACKAGES_FILE VLLM_DEPS_FILE
 # HOST_PACKAGES_FILE: the image's package names, comma- or line-separated (the device library's
 # KINDS.md "Packages:" list); VLLM_DEPS_FILE: ../shared/gpu/vllm-cuda-deps.txt.
@@ -13,6 +14,7 @@ plat=(--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
       --platform manylinux1_x86_64 --platform any)
 lock="$(cd "$(dirname "$0")/../.." && pwd)/environment/requirements-drum.lock"
 grep -v -e '^#' -e '^filechunkio==' "$lock" > "$work/req.txt"
+grep '^py-spy==' "$(dirname "$lock")/../bench/requirements.lock" >> "$work/req.txt"
 # filechunkio (needed by datarobot-storage) is published as an sdist only: build its pure wheel.
 python3 -m pip wheel -q --no-deps "$(grep '^filechunkio==' "$lock")" -w "$work/w"
 python3 -m pip download -q --no-deps --only-binary=:all: "${plat[@]}" -r "$work/req.txt" -d "$work/w"
