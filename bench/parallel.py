@@ -205,6 +205,8 @@ def connections_per_process(server: servers.Endpoint, client: int | None = None)
 
 def _py_spy(roles: dict[int, str], seconds: int, out: Path) -> list[subprocess.Popen]:
     """py-spy on each process for `seconds`: raw stacks into out/ROLE-PID.txt."""
+    if roles:
+        out.mkdir(parents=True, exist_ok=True)
     record = [shutil.which("py-spy") or "py-spy", "record", "--duration", str(seconds), "--rate", "100"]
     return [
         subprocess.Popen(
@@ -251,8 +253,8 @@ def chat_compared(service: RunningEnvironment, vllm: servers.Endpoint, args: arg
         for round_no in range(args.chat_rounds):
             for name, endpoint in paths.items():
                 profile = args.profile_drum and name == "drum" and round_no == 0 and in_flight == args.chat_loads[-1][0]
-                workers = {pid: "drum" for pid in memory.drum_workers(service.proc.pid)}
-                profilers = _py_spy(workers, args.profile_drum, args.out) if profile else []
+                workers = memory.drum_workers(service.proc.pid) if profile else []
+                profilers = _py_spy(dict.fromkeys(workers, "drum"), args.profile_drum, args.out)
                 before, logged = engine_metrics.scraped(vllm), service.log_path.stat().st_size
                 figures = run(endpoint, output_lengths(count, args.output_tokens, args.chat_length_spread), in_flight)
                 with service.log_path.open("rb") as log:  # what this run added, not the whole log again
@@ -316,8 +318,6 @@ def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int)
         vllm = servers.vllm_endpoint_of(service)
         before = engine_metrics.scraped(vllm)
         profiles = work / "profile-batch"
-        if args.profile_vllm:
-            profiles.mkdir(exist_ok=True)
         roles = memory.vllm_processes(service.proc.pid) if args.profile_vllm else {}
         profilers = _py_spy(roles, args.profile_vllm, profiles)
         runs = [clients.post_batch(name, service.url, rows, extra=extra) for _ in range(args.repeats)]
