@@ -5,6 +5,7 @@ buckets and prefixes, a store killed mid-download, a restart that resumes, check
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -161,7 +162,7 @@ def test_a_store_killed_mid_download_leaves_nothing_half_written_and_a_restart_r
     worker = threading.Thread(target=lambda: _capture(failure, params, cache))
     worker.start()
     deadline = time.monotonic() + 60
-    while not any(p.stat().st_size > 0 for p in _parts(cache) if p.exists()) and time.monotonic() < deadline:
+    while not _mid_download(cache, "model-00002.safetensors") and time.monotonic() < deadline:
         time.sleep(0.01)
     store.kill()
     worker.join(120)
@@ -172,7 +173,8 @@ def test_a_store_killed_mid_download_leaves_nothing_half_written_and_a_restart_r
     files = len(tree(tiny_model)) + 1
     whole = [p.name for p in cache.glob(f"artifacts/*/{STAGING}/*") if p.is_file()]
     assert "model-00002.safetensors" not in whole  # what arrived whole is kept for the restart
-    assert list(cache.glob(f"artifacts/*/{STATE}"))
+    [state] = cache.glob(f"artifacts/*/{STATE}")
+    assert set(whole) <= set(json.loads(state.read_text())["files"])  # and the record says so
 
     (tmp_path / f"server-{port}").mkdir()
     store = start_store(port)  # the store is back (same objects, same versions)
@@ -186,6 +188,17 @@ def test_a_store_killed_mid_download_leaves_nothing_half_written_and_a_restart_r
         hashlib.sha256((dest / "model-00002.safetensors").read_bytes()).digest()
         == hashlib.sha256(big.read_bytes()).digest()
     )
+
+
+def _mid_download(cache: Path, big: str) -> bool:
+    """`big` is arriving and some other file is already whole: a kill now tests both halves of a
+    resume (what is whole is kept, what is half-written is not)."""
+    arriving = [p for p in _parts(cache) if p.name.startswith(big)]  # boto3 writes BIG.<random> first
+    try:
+        started = any(p.stat().st_size > 0 for p in arriving)
+    except FileNotFoundError:  # it just became whole
+        return False
+    return started and any(p.is_file() for p in cache.glob(f"artifacts/*/{STAGING}/*"))
 
 
 def _capture(failure: list, params: dict, cache: Path) -> None:
