@@ -1,4 +1,5 @@
-"""Peak memory of a server's processes (VmHWM: the high-water mark of resident memory)."""
+"""A server's processes: finding them in its tree (DRUM's workers, vLLM's roles) and their peak memory
+(VmHWM: the high-water mark of resident memory)."""
 
 from __future__ import annotations
 
