@@ -59,6 +59,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--chat-requests", type=int, default=64, help="concurrent chat requests (default: 64)")
     p.add_argument("--repeats", type=int, default=5, help="runs per figure; the median is reported (default: 5)")
     p.add_argument(
+        "--launches",
+        type=int,
+        default=1,
+        help="batch, chat and offline parts this many times, each on a fresh server and a fresh LLM, in turn;\n"
+        "ratios are the median over launches of each launch's own ratio (an engine's speed moves by up to\n"
+        "a quarter from one launch to the next on an H100). Launches after the first start with a warm cache.",
+    )
+    p.add_argument(
         "--stock-max-rows", type=int, default=1024, help="largest size sent to the stock path (default: 1024)"
     )
     p.add_argument("--standin-sizes", type=ints, default=[1000, 10000], help="rows for the stand-in ceiling")
@@ -109,6 +117,7 @@ class Bench:
                 "concurrency": args.concurrency,
                 "rows_per_request": args.rows_per_request,
                 "repeats": args.repeats,
+                "launches": args.launches,
                 "host": f"{os.cpu_count()} CPUs",
             },
             "startup": {},
@@ -117,7 +126,8 @@ class Bench:
             "standin": [],
             "memory": {},
         }
-        self.reference: dict[int, Result] = {}  # direct client's answers per size
+        self.reference: dict[int, Result] = {}  # direct client's answers per size, this launch's
+        self.launch = 1
 
     def _demo_model(self) -> Path:
         from demo.tiny_model import build_model
@@ -149,13 +159,16 @@ class Bench:
 
     # --- our environment, the direct client on the same vLLM ---------------------------------
     def with_our_environment(self) -> None:
-        cache = fresh(self.work / "cache-ours")
+        cold = self.launch == 1
+        cache = fresh(self.work / "cache-ours") if cold else self.work / "cache-ours"
         given = {"rows_per_request": self.args.rows_per_request} if self.args.rows_per_request else {}
         params = self.params(max_concurrent_rows=self.args.concurrency, **given)
-        self.say("our environment, cold cache ...")
+        self.say(f"our environment, launch {self.launch}, {'cold' if cold else 'warm'} cache ...")
         env = servers.our_environment(self.folder, params, self.work, cache)
         try:
-            self.results["startup"]["our entrypoint (cold)"] = env.wait_ready()
+            ready = env.wait_ready()
+            if cold:
+                self.results["startup"]["our entrypoint (cold)"] = ready
             direct = servers.vllm_endpoint_of(env)
             if "batch" in self.parts:
                 self.batch(env, direct)
@@ -163,7 +176,7 @@ class Bench:
                 self.chat(env, direct)
         finally:
             env.stop()
-        if "startup" in self.parts:
+        if "startup" in self.parts and cold:
             self.say("our environment, warm cache ...")
             env = servers.our_environment(self.folder, params, self.work, cache)
             try:
@@ -202,7 +215,7 @@ class Bench:
             difference = first_difference(result, reference)
             if difference:
                 self.results.setdefault("differences", {})[f"{result.name}, {result.size} rows"] = difference
-        self.results["batch"].append(result.summary())
+        self.results["batch"].append({**result.summary(), "launch": self.launch})
 
     def chat(self, env, direct: servers.Endpoint) -> None:
         through_drum = servers.Endpoint(f"{env.url}/v1", "unused")
@@ -216,7 +229,9 @@ class Bench:
                 )
                 for name, endpoint in ((f"chat {kind}, direct", direct), (f"chat {kind}, through DRUM", through_drum))
             ]
-            self.results["chat"] += [r.summary() for r in median_runs(runs, self.args.repeats)]
+            self.results["chat"] += [
+                {**r.summary(), "launch": self.launch} for r in median_runs(runs, self.args.repeats)
+            ]
 
     # --- the platform's stock path --------------------------------------------------------------
     def stock(self) -> None:
@@ -237,7 +252,7 @@ class Bench:
 
     # --- the engine's limit -----------------------------------------------------------------------
     def offline(self) -> None:
-        self.say("offline LLM.chat ...")
+        self.say(f"offline LLM.chat, launch {self.launch} ...")
         spec = self.work / "offline-spec.json"
         out = self.work / "offline-out.json"
         spec.write_text(
@@ -321,12 +336,14 @@ class Bench:
         self.work.mkdir(parents=True, exist_ok=True)
         if "startup" in self.parts:
             self.startup_bare()
-        if self.parts & {"startup", "batch", "chat"}:
-            self.with_our_environment()
+        for launch in range(1, self.args.launches + 1):
+            self.launch = launch
+            if self.parts & {"startup", "batch", "chat"}:
+                self.with_our_environment()
+            if "offline" in self.parts:
+                self.offline()
         if "stock" in self.parts:
             self.stock()
-        if "offline" in self.parts:
-            self.offline()
         if "standin" in self.parts:
             self.standin()
         self.results["startup"] = {k: round(v, 1) for k, v in self.results["startup"].items()}

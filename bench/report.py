@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 OURS = "our batch path"
 
 
-def _find(rows: list[dict], path: str, size: int | None = None) -> dict | None:
-    return next((r for r in rows if r["path"] == path and (size is None or r["rows"] == size)), None)
+def _find(rows: list[dict], path: str, size: int | None = None, launch: int | None = None) -> dict | None:
+    return next(
+        (r for r in rows if r["path"] == path and size in (None, r["rows"]) and launch in (None, r.get("launch", 1))),
+        None,
+    )
 
 
 def _ratio(name: str, value: float | None, target: float | None, better: str = "higher") -> dict:
@@ -16,25 +20,35 @@ def _ratio(name: str, value: float | None, target: float | None, better: str = "
     return {"ratio": name, "value": None if value is None else round(value, 3), "target": target, "met": met}
 
 
+def _launch_ratio(name: str, rows: list[dict], path: str, other: str, size: int, target: float | None) -> list[dict]:
+    """path / other in rows/s within each launch that has both, and their median: two launches of
+    the same engine can differ more than the paths do, so a ratio never spans launches."""
+    per_launch = []
+    for launch in sorted({r.get("launch", 1) for r in rows}):
+        mine, theirs = _find(rows, path, size, launch), _find(rows, other, size, launch)
+        if mine and theirs:
+            per_launch.append(mine["rows_per_s"] / theirs["rows_per_s"])
+    if not per_launch:
+        return []
+    out = _ratio(name, statistics.median(per_launch), target)
+    if len(per_launch) > 1:
+        out["ratio"] += f", median of {len(per_launch)} launches"
+        out["per_launch"] = ", ".join(f"{v:.3f}" for v in per_launch)
+    return [out]
+
+
 def ratios(results: dict) -> list[dict]:
     out = []
     batch = results["batch"]
     for size in sorted({r["rows"] for r in batch}):
-        ours = _find(batch, OURS, size)
-        if not ours:
-            continue
         # issue 14's targets
         for other, target in (("direct client", 1.0), ("offline LLM.chat", 0.95), ("stock DRUM vllm", None)):
-            found = _find(batch, other, size)
-            if found:
-                value = ours["rows_per_s"] / found["rows_per_s"]
-                out.append(_ratio(f"{size} rows: ours / {other} (rows/s)", value, target))
+            out += _launch_ratio(f"{size} rows: ours / {other} (rows/s)", batch, OURS, other, size, target)
     chat = results["chat"]
     for kind in ("plain", "streamed"):
-        drum, direct = _find(chat, f"chat {kind}, through DRUM"), _find(chat, f"chat {kind}, direct")
-        if drum and direct:
-            value = drum["rows_per_s"] / direct["rows_per_s"]
-            out.append(_ratio(f"{drum['rows']} {kind} chats: through DRUM / direct", value, 0.97))
+        drum, direct = f"chat {kind}, through DRUM", f"chat {kind}, direct"
+        for size in sorted({r["rows"] for r in chat if r["path"] == drum}):
+            out += _launch_ratio(f"{size} {kind} chats: through DRUM / direct", chat, drum, direct, size, 0.97)
     for row in results["standin"]:
         out.append(_ratio(f"stand-in ceiling, {row['rows']} rows (rows/s)", row["rows_per_s"], 3000))
     mem = list(results["memory"].values())
@@ -67,17 +81,21 @@ def _table(rows: list[dict], columns: list[str]) -> list[str]:
     return [line(columns), line(["-" * w for w in widths]), *(line(row) for row in cells)]
 
 
+def _order(row: dict) -> tuple:
+    return row["rows"], row.get("launch", 1)
+
+
 def _engine_view(batch: list[dict]) -> list[str]:
     """The served runs as vLLM saw them (means per row); wall time less a row's mean time in vLLM is
     what the rows spent outside it plus how far apart they reached it."""
     served = [
         {**r, "seconds_less_vllm_e2e_mean": round(r["seconds"] - r["vllm_e2e_mean_s"], 3)}
-        for r in sorted(batch, key=lambda r: r["rows"])
+        for r in sorted(batch, key=_order)
         if "vllm_e2e_mean_s" in r
     ]
     if not served:
         return []
-    columns = ["path", "rows", "seconds", "vllm_queue_mean_s", "vllm_ttft_mean_s", "vllm_itl_mean_ms"]
+    columns = ["launch", "path", "rows", "seconds", "vllm_queue_mean_s", "vllm_ttft_mean_s", "vllm_itl_mean_ms"]
     return [
         "",
         "vLLM's view of the served runs (means per row)",
@@ -90,16 +108,16 @@ def text(results: dict) -> str:
     lines = [
         f"model {meta['model']}  engine args {' '.join(meta['engine_args'])}",
         f"{meta['output_tokens']} output tokens per row (greedy), {meta['concurrency']} rows in flight, "
-        f"median of {meta['repeats']} runs, {meta['host']}",
+        f"median of {meta['repeats']} runs, {meta['launches']} launch(es), {meta['host']}",
         "",
     ]
     if results["batch"]:
-        columns = ["path", "rows", "seconds", "rows_per_s", "output_tokens_per_s", "tokens_per_row"]
+        columns = ["launch", "path", "rows", "seconds", "rows_per_s", "output_tokens_per_s", "tokens_per_row"]
         columns.append("rows_differing_from_direct")
-        lines += ["Batch", *_table(sorted(results["batch"], key=lambda r: r["rows"]), columns)]
+        lines += ["Batch", *_table(sorted(results["batch"], key=_order), columns)]
         lines += _engine_view(results["batch"])
     if results["chat"]:
-        lines += ["", "Chat", *_table(results["chat"], ["path", "rows", "seconds", "rows_per_s"])]
+        lines += ["", "Chat", *_table(results["chat"], ["launch", "path", "rows", "seconds", "rows_per_s"])]
     if results["standin"]:
         lines += ["", "Adapter ceiling (instant stand-in upstream, not vLLM)"]
         lines += _table(results["standin"], ["path", "rows", "seconds", "rows_per_s", "rows_not_echoed"])
@@ -118,7 +136,10 @@ def text(results: dict) -> str:
     lines += [
         "",
         "Ratios",
-        *_table([{**r, "met": marks[r["met"]]} for r in results["ratios"]], ["ratio", "value", "target", "met"]),
+        *_table(
+            [{**r, "met": marks[r["met"]]} for r in results["ratios"]],
+            ["ratio", "value", "target", "met", *(["per_launch"] if meta["launches"] > 1 else [])],
+        ),
     ]
     return "\n".join(lines)
 
