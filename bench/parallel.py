@@ -5,7 +5,8 @@ Per configuration: start `start_server.sh` (runtime parameters as the platform s
 the plan it logged ("parallelism: ...") and vLLM's own parallel sizes, time batch predictions
 through DRUM (rows x output tokens, median of repeats), time streamed chats through DRUM at a
 concurrency (time to first token, percentiles), then stop. Servers cannot be interleaved (each
-is its own deployment); configurations run in the order given, and a second round may follow.
+is its own deployment); configurations run in the order given, and with `--rounds N` the whole
+list again on fresh deployments, each config's figures then also printed as medians over rounds.
 
     python -m bench.parallel --model DIR --config one-gpu='{"CUDA_VISIBLE_DEVICES": "0"}' \\
         --config auto='{}' --config tensor='{"parallelism": "tensor"}' [--rows 2048] [--output-tokens 128]
@@ -349,6 +350,24 @@ def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int)
         service.stop()
 
 
+def over_rounds(results: list[dict]) -> list[dict]:
+    """Per config, its batch rows/s and each load's DRUM / direct ratios, the median over rounds:
+    each round is a fresh deployment, and launches of one engine differ more than the paths do."""
+    groups: dict[tuple, list[dict]] = collections.defaultdict(list)
+    for r in results:
+        groups[(r["config"], "", "batch")].append({"batch_rows_per_s": r["batch_rows_per_s"]})
+        for row in r["chat"]:
+            if row["path"] == "DRUM/direct":
+                groups[(r["config"], row["in_flight"], row["kind"])].append(row)
+    out = []
+    for (config, in_flight, kind), rows in groups.items():
+        numbers = [{k: v for k, v in r.items() if isinstance(v, int | float) and k != "in_flight"} for r in rows]
+        keys = dict.fromkeys(k for r in numbers for k in r)
+        medians = {k: round(statistics.median(r[k] for r in numbers if k in r), 3) for k in keys}
+        out.append({"config": config, "in_flight": in_flight, "kind": kind, "rounds": len(rows), **medians})
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True)
@@ -404,6 +423,10 @@ def main() -> None:
         for row in r["chat"]:
             cells = " ".join(f"{row.get(k, ''):>16}" for k in keys)
             print(f"{r['config']:>12} {row['in_flight']:>9} {row['kind']:>8} {row['path']:>12} {cells}")
+    if args.rounds > 1:
+        print("\nmedians over rounds (batch rows/s; chats DRUM / direct)")
+        for row in over_rounds(results):
+            print("  " + ", ".join(f"{k} {v}" for k, v in row.items() if v != ""))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "parallel.json").write_text(json.dumps(results, indent=1))
 
