@@ -342,6 +342,9 @@ class Bench:
                 self.with_our_environment()
             if "offline" in self.parts:
                 self.offline()
+            if launch < self.args.launches:  # what a run cut short by a time limit still tells
+                so_far = {**self.results, "ratios": report.ratios(self.results)}
+                self.say(f"so far, {launch} launch(es):\n{report.text(so_far)}")
         if "stock" in self.parts:
             self.stock()
         if "standin" in self.parts:

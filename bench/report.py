@@ -130,7 +130,9 @@ def text(results: dict) -> str:
         lines += [
             "",
             "Time to ready (s)",
-            *_table([{"server": k, "seconds": v} for k, v in results["startup"].items()], ["server", "seconds"]),
+            *_table(
+                [{"server": k, "seconds": round(v, 1)} for k, v in results["startup"].items()], ["server", "seconds"]
+            ),
         ]
     marks = {True: "met", False: "MISSED", None: "reported"}
     lines += [
