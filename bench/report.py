@@ -10,7 +10,7 @@ OURS = "our batch path"
 
 def _find(rows: list[dict], path: str, size: int | None = None, launch: int | None = None) -> dict | None:
     return next(
-        (r for r in rows if r["path"] == path and size in (None, r["rows"]) and launch in (None, r.get("launch", 1))),
+        (r for r in rows if r["path"] == path and size in (None, r["rows"]) and launch in (None, r["launch"])),
         None,
     )
 
@@ -24,7 +24,7 @@ def _launch_ratio(name: str, rows: list[dict], path: str, other: str, size: int,
     """path / other in rows/s within each launch that has both, and their median: two launches of
     the same engine can differ more than the paths do, so a ratio never spans launches."""
     per_launch = []
-    for launch in sorted({r.get("launch", 1) for r in rows}):
+    for launch in sorted({r["launch"] for r in rows}):
         mine, theirs = _find(rows, path, size, launch), _find(rows, other, size, launch)
         if mine and theirs:
             per_launch.append(mine["rows_per_s"] / theirs["rows_per_s"])
@@ -82,7 +82,7 @@ def _table(rows: list[dict], columns: list[str]) -> list[str]:
 
 
 def _order(row: dict) -> tuple:
-    return row["rows"], row.get("launch", 1)
+    return row["rows"], row["launch"]
 
 
 def _engine_view(batch: list[dict]) -> list[str]:
