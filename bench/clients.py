@@ -98,19 +98,25 @@ def direct_batch(
 
 
 def chat_burst(name: str, endpoint: Endpoint, model: str, prompts: list[str], max_tokens: int, stream: bool) -> Result:
-    """All prompts as chat requests at once (plain or streamed), through the openai client."""
+    """All prompts as chat requests at once (plain or streamed), through the openai client. Also
+    the client's own CPU seconds (one process parses every event: near the wall time, the client
+    is what a burst measures) and, streamed, the chunks it read (vLLM merges a stream's tokens into
+    fewer chunks when its front end falls behind)."""
 
-    async def one(client: openai.AsyncOpenAI, i: int) -> str:
+    async def one(client: openai.AsyncOpenAI, i: int) -> tuple[str, int]:
         kwargs = {"model": model, "messages": messages(prompts[i]), "max_tokens": max_tokens, "temperature": 0.0}
         if not stream:
             reply = await client.chat.completions.create(**kwargs)
-            return reply.choices[0].message.content or ""
-        parts = []
+            return reply.choices[0].message.content or "", 1
+        parts, chunks = [], 0
         async for chunk in await client.chat.completions.create(**kwargs, stream=True):
+            chunks += 1
             if chunk.choices and chunk.choices[0].delta.content:
                 parts.append(chunk.choices[0].delta.content)
-        return "".join(parts)
+        return "".join(parts), chunks
 
-    start = time.perf_counter()
-    texts = _run_workers(endpoint, len(prompts), len(prompts), one)
-    return Result(name, len(prompts), time.perf_counter() - start, texts=texts)
+    start, cpu = time.perf_counter(), time.process_time()
+    answers = _run_workers(endpoint, len(prompts), len(prompts), one)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    extra = {"client_cpu_s": round(cpu, 3), **({"chunks": sum(a[1] for a in answers)} if stream else {})}
+    return Result(name, len(prompts), seconds, texts=[a[0] for a in answers], extra=extra)

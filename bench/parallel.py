@@ -158,12 +158,14 @@ async def _plain_chats(endpoint: servers.Endpoint, lengths: list[int], concurren
 async def _streamed_chats(endpoint: servers.Endpoint, lengths: list[int], concurrency: int) -> dict:
     ttfts: list[float] = []
     gaps: list[float] = []
+    events: list[int] = []  # text chunks per stream: fewer than its tokens where vLLM merged them
 
     async def send(session: aiohttp.ClientSession, url: str, body: dict, headers: dict[str, str]) -> bool:
         times = await sse.timed_stream(session, url, {**body, "stream": True}, headers, sse.content_event)
         if times.first is not None:
             ttfts.append(times.first)
         gaps.extend(times.gaps)
+        events.append(times.events)
         return times.events > 0
 
     figures = await _closed_loop(endpoint, lengths, concurrency, send)
@@ -172,6 +174,7 @@ async def _streamed_chats(endpoint: servers.Endpoint, lengths: list[int], concur
         "ttft_p99_s": round(percentile(ttfts, 99), 3),
         "itl_p50_ms": round(1000 * percentile(gaps, 50), 2),
         "itl_p99_ms": round(1000 * percentile(gaps, 99), 2),
+        "chunks_per_stream": round(statistics.fmean(events), 1),
     }
 
 

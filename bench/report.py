@@ -117,7 +117,8 @@ def text(results: dict) -> str:
         lines += ["Batch", *_table(sorted(results["batch"], key=_order), columns)]
         lines += _engine_view(results["batch"])
     if results["chat"]:
-        lines += ["", "Chat", *_table(results["chat"], ["launch", "path", "rows", "seconds", "rows_per_s"])]
+        columns = ["launch", "path", "rows", "seconds", "rows_per_s", "client_cpu_s", "chunks"]
+        lines += ["", "Chat", *_table(results["chat"], columns)]
     if results["standin"]:
         lines += ["", "Adapter ceiling (instant stand-in upstream, not vLLM)"]
         lines += _table(results["standin"], ["path", "rows", "seconds", "rows_per_s", "rows_not_echoed"])
