@@ -13,12 +13,12 @@ from vllm_dropin.launch import drum_server
 ADDRESS = "0.0.0.0:8080"
 
 
-@pytest.mark.parametrize(("cpus", "workers"), [(None, 1), (1, 1), (2, 1), (8, 2), (16, 4), (64, 8), (128, 8)])
+@pytest.mark.parametrize(("cpus", "workers"), [(None, 1), (2, 1), (3, 1), (4, 2), (16, 8), (64, 8)])
 def test_default_workers(cpus, workers):
     assert drum_server.default_workers(cpus) == workers
 
 
-@pytest.mark.parametrize(("user", "cpus", "workers"), [({}, 16, "4"), ({}, 4, "1"), ({"MAX_WORKERS": "3"}, 16, "3")])
+@pytest.mark.parametrize(("user", "cpus", "workers"), [({}, 16, "8"), ({}, 4, "2"), ({"MAX_WORKERS": "3"}, 16, "3")])
 def test_workers_follow_the_cores_the_plan_counted_and_the_users_count_wins(tmp_path, user, cpus, workers):
     settings = runtime_params.parse({"model": "m"})
     launch = plan.build(settings, [], tmp_path, cpus=cpus)  # prepare() counts the cores it may run on
