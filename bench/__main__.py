@@ -349,7 +349,6 @@ class Bench:
             self.stock()
         if "standin" in self.parts:
             self.standin()
-        self.results["startup"] = {k: round(v, 1) for k, v in self.results["startup"].items()}
         return self.results
 
 
