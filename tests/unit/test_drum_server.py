@@ -13,7 +13,9 @@ from vllm_dropin.launch import drum_server
 ADDRESS = "0.0.0.0:8080"
 
 
-@pytest.mark.parametrize(("cpus", "workers"), [(None, 1), (2, 1), (3, 1), (4, 2), (16, 8), (64, 8)])
+@pytest.mark.parametrize(
+    ("cpus", "workers"), [(None, 1), (1, 1), (2, 1), (3, 1), (4, 2), (8, 4), (16, 8), (64, 8), (128, 8)]
+)
 def test_default_workers(cpus, workers):
     assert drum_server.default_workers(cpus) == workers
 
