@@ -10,6 +10,9 @@ prints where its time goes (own time per function, and the top of the stacks).
 one every GAP ms) and times the same streams through DRUM and straight to the stand-in,
 interleaved: what DRUM adds to the time to the first chunk and between chunks, with no engine
 scheduling in the figure.
+
+`--plain` sends plain chats instead, `--streams` at once: a worker's requests/s and its CPU per
+chat, which at a closed loop's waves of equal chats is what DRUM adds to each request's start.
 """
 
 from __future__ import annotations
@@ -65,6 +68,31 @@ async def _streams(url: str, streams: int, tokens: int, workers: tuple[int, ...]
                    [h for run in runs for h in run.held], cpu)  # fmt: skip
 
 
+async def _plain(url: str, chats: int, tokens: int, worker: int) -> tuple[float, float, float]:
+    """`chats` plain chats at once, after a warm-up round of as many: requests/s, the worker's CPU
+    microseconds per chat, and the latency p50 in ms."""
+    body = {"model": "datarobot-deployed-llm", "max_tokens": tokens,
+            "messages": [{"role": "user", "content": "one two three four five six seven eight"}]}  # fmt: skip
+    endpoint = f"{url}/v1/chat/completions"
+
+    async def one(session: aiohttp.ClientSession) -> float:
+        started = time.perf_counter()
+        async with session.post(endpoint, json=body) as response:
+            await response.read()
+            response.raise_for_status()
+        return time.perf_counter() - started
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
+        await asyncio.gather(*(one(session) for _ in range(chats)))
+        before = _cpu_s(worker)
+        begun = time.perf_counter()
+        latencies = await asyncio.gather(*(one(session) for _ in range(chats)))
+        seconds = time.perf_counter() - begun
+        cpu = _cpu_s(worker) - before
+    return chats / seconds, 1e6 * cpu / chats, _ms(list(latencies), 50)
+
+
 def _ms(values: list[float], q: float) -> float:
     return round(1000 * percentile(values, q), 1)
 
@@ -94,6 +122,27 @@ def _paced(url: str, direct: str, workers: list[int], args: argparse.Namespace) 
     print(json.dumps({"streams": args.streams, "pace_ms": args.pace_ms, "workers": args.workers, **figures,
                       "drum_over_direct": ratios, "drum_holds_a_chunk_ms": added,
                       "worker_cpu_shares": [round(c / max(sum(cpu), 1e-9), 2) for c in cpu]}))  # fmt: skip
+
+
+def _stream_ceiling(url: str, worker: int, args: argparse.Namespace) -> dict:
+    rates, firsts_ms, cpu_us = [], [], []
+    for _ in range(args.repeats):
+        run = asyncio.run(_streams(url, args.streams, args.tokens, (worker,)))
+        cpu_us.append(1e6 * sum(run.worker_cpu_s) / run.events)
+        rates.append(run.events / run.seconds)
+        firsts_ms.append(_ms(run.firsts, 50))
+    rates.sort()
+    return {"streams": args.streams, "chunks_per_stream": args.tokens + 3,
+            "chunks_per_s_per_worker": round(rates[len(rates) // 2]), "runs": [round(r) for r in rates],
+            "worker_cpu_us_per_chunk": round(sorted(cpu_us)[len(cpu_us) // 2]),
+            "first_event_p50_ms": round(sorted(firsts_ms)[len(firsts_ms) // 2], 1)}  # fmt: skip
+
+
+def _plain_ceiling(url: str, worker: int, args: argparse.Namespace) -> dict:
+    runs = sorted(asyncio.run(_plain(url, args.streams, args.tokens, worker)) for _ in range(args.repeats))
+    rate, cpu, latency = (sorted(column)[len(runs) // 2] for column in zip(*runs, strict=True))
+    return {"chats": args.streams, "requests_per_s_per_worker": round(rate), "runs": [round(r[0]) for r in runs],
+            "worker_cpu_us_per_chat": round(cpu), "latency_p50_ms": latency}  # fmt: skip
 
 
 def _cpu_s(pid: int) -> float:
@@ -138,6 +187,7 @@ def main() -> None:
     p.add_argument("--profile", action="store_true")
     p.add_argument("--pace-ms", help="FIRST,GAP: a stand-in at an engine's pace; compare DRUM with direct")
     p.add_argument("--workers", type=int, default=1, help="DRUM workers (the ceiling is per worker)")
+    p.add_argument("--plain", action="store_true", help="plain chats instead of streams: requests/s per worker")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-relay-"))
     upstream_service, upstream = servers.standin(work, args.pace_ms)
@@ -157,22 +207,10 @@ def main() -> None:
                     print(summary(sorted(work.glob("profile-*.txt"))))
                 return
             [worker] = workers
-            rates, firsts_ms, cpu_us = [], [], []
-            for i in range(args.repeats):
-                profiler = _profile(worker, 10, work / "profile.txt") if args.profile and i == 0 else None
-                run = asyncio.run(_streams(url, args.streams, args.tokens, (worker,)))
-                cpu_us.append(1e6 * sum(run.worker_cpu_s) / run.events)
-                rates.append(run.events / run.seconds)
-                firsts_ms.append(_ms(run.firsts, 50))
-                if profiler is not None:
-                    profiler.wait(60)
-            rates.sort()
-            print(json.dumps({"streams": args.streams, "chunks_per_stream": args.tokens + 3,
-                              "chunks_per_s_per_worker": round(rates[len(rates) // 2]),
-                              "runs": [round(r) for r in rates],
-                              "worker_cpu_us_per_chunk": round(sorted(cpu_us)[len(cpu_us) // 2]),
-                              "first_event_p50_ms": round(sorted(firsts_ms)[len(firsts_ms) // 2], 1)}))  # fmt: skip
-            if args.profile and (work / "profile.txt").exists():
+            profiler = _profile(worker, 10, work / "profile.txt") if args.profile else None
+            print(json.dumps((_plain_ceiling if args.plain else _stream_ceiling)(url, worker, args)))
+            if profiler is not None:
+                profiler.wait(60)
                 print(summary([work / "profile.txt"]))
         finally:
             service.stop(sweep=True)

@@ -1,14 +1,24 @@
-"""Chat passthrough details: unusual tokens, DRUM's view of a relayed chunk, whole SSE events."""
+"""Chat passthrough details: unusual tokens, DRUM's view of a relayed chunk, whole SSE events,
+a plain chat's trip to a local server that answers as vLLM does."""
 
 import json
+import socket
+import ssl
+from http.server import BaseHTTPRequestHandler
+from typing import ClassVar
 
+import flask
 import pytest
+from datarobot_drum.drum.exceptions import CustomHTTPError
 from datarobot_drum.drum.language_predictors.base_language_predictor import BaseLanguagePredictor
 from datarobot_drum.drum.root_predictors.chat_helpers import is_streaming_response
 from datarobot_drum.drum.root_predictors.predict_mixin import PredictMixin
 
-from vllm_dropin.adapter.chat import RelayChunk, RelayCompletion
+from tests.helpers import serve_http
+from vllm_dropin.adapter.chat import RelayChunk, RelayCompletion, chat
+from vllm_dropin.adapter.client import ClientPool, JsonConnection, Upstream, single_connection_client
 from vllm_dropin.adapter.sse import whole_events
+from vllm_dropin.contract import BatchSettings
 
 
 def chunk(content: str | None, finish: str | None = None, as_sent: bool = True) -> RelayChunk:
@@ -100,3 +110,66 @@ def test_whole_events_join_drums_parts_and_close_the_source():
     assert next(stream) == b"data: {1}\n\n"
     stream.close()  # the client went away mid-stream
     assert closed == [True, True]
+
+
+REFUSED = {"message": "max_tokens must be at least 1, got -1.", "type": "BadRequestError", "param": "max_tokens",
+           "code": 400}  # fmt: skip
+
+
+class Vllm(BaseHTTPRequestHandler):
+    """Answers a chat as vLLM does: its JSON, or its error under "error" for model "refused"."""
+
+    protocol_version = "HTTP/1.1"
+    seen: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        Vllm.seen.append(body)
+        if body["model"] == "refused":
+            status, answer = 400, {"error": REFUSED}
+        else:
+            status, answer = 200, {"object": "chat.completion", "choices": [{"message": {"content": "Hi"}}]}
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def upstream_at(url: str) -> Upstream:
+    tls = ssl.create_default_context()
+    batch = BatchSettings(prompt_column_name="promptText", max_tokens=8, n=1, max_concurrent_rows=1, row_errors="fail")
+    return Upstream(ClientPool(lambda: single_connection_client(url, "k", tls)),
+                    ClientPool(lambda: JsonConnection(url, "k", tls)), "m", batch, "resultText", [])  # fmt: skip
+
+
+def test_a_plain_chat_reaches_vllm_as_sent_and_its_error_keeps_vllms_fields():
+    Vllm.seen = []
+    body = {"model": "m", "messages": [{"role": "user", "content": "ü"}], "top_k": 3, "extra": [None]}
+    with serve_http(Vllm) as url, flask.Flask(__name__).test_request_context():
+        upstream = upstream_at(f"{url}/v1")
+        assert chat(body, upstream).to_dict() == {
+            "object": "chat.completion",
+            "choices": [{"message": {"content": "Hi"}}],
+        }
+        with pytest.raises(CustomHTTPError) as raised:
+            chat({**body, "model": "refused", "max_tokens": -1}, upstream)
+        error = flask.g.pop("dropin_openai_error")
+    assert Vllm.seen[0] == body  # vLLM's own fields and unknown ones too: vLLM decides
+    assert raised.value.status_code == 400
+    assert error == REFUSED
+    assert "ü" not in str(raised.value)  # what is logged holds no request data
+
+
+def test_a_plain_chat_without_vllm_is_503_naming_the_cause():
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(CustomHTTPError) as raised:
+        chat({"model": "m", "messages": []}, upstream_at(f"http://127.0.0.1:{port}/v1"))
+    assert raised.value.status_code == 503
+    assert str(raised.value).startswith("vLLM server is not reachable (NewConnectionError: ")

@@ -206,7 +206,7 @@ def _model(upstream: Upstream, prompt: str) -> str:
 def _post(upstream: Upstream, path: str, body: dict[str, Any]) -> dict[str, Any]:
     """vLLM's JSON answer as a dict, over a connection lent to this request (no typed model: the
     three fields read here do not pay for one)."""
-    with upstream.rows.client() as connection:
+    with upstream.posts.client() as connection:
         return connection.post(path, body)
 
 

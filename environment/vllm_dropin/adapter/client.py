@@ -1,5 +1,5 @@
-"""Clients pointed at the entrypoint's vLLM, one per in-flight request: openai clients for chats,
-plain urllib3 connections for batch rows.
+"""Clients pointed at the entrypoint's vLLM, one per in-flight request: openai clients for
+streamed chats, plain urllib3 connections for batch rows and plain chats.
 
 One shared client with hundreds of pooled connections costs O(connections) per request:
 httpcore checks every idle connection's socket on each checkout and release, and under DRUM's
@@ -65,18 +65,19 @@ class ClientPool(Generic[Client]):
 
 
 class UpstreamStatusError(Exception):
-    """vLLM answered a row's request with an HTTP error."""
+    """vLLM answered a request with an HTTP error."""
 
     def __init__(self, status: int, body: Any) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
+        self.body = body  # vLLM's JSON, for a chat's error in OpenAI's shape
         # vLLM's own words (its error fields, bare or under "error"), on one line
         self.message = error_object(status, body, f"HTTP {status}")["message"].replace("\n", " ")
 
 
-class RowConnection:
-    """One keep-alive connection to vLLM that POSTs batch rows as JSON with urllib3, without
-    openai's client: per request about a quarter of its CPU (sequential against the stand-in on
+class JsonConnection:
+    """One keep-alive connection to vLLM that POSTs JSON (batch rows, plain chats) with urllib3,
+    without openai's client: per request about a quarter of its CPU (sequential against the stand-in on
     this host: 235 vs 857 us), and openai's request building with httpx under it was most of the
     adapter's cost per row. Idle longer than half vLLM's keep-alive, the connection is opened anew
     before use, as the chat clients' keepalive_expiry does: it never meets one vLLM is closing."""
@@ -122,8 +123,8 @@ class RowConnection:
 class Upstream:
     """What DRUM's hooks get as their model: clients of vLLM and the batch settings."""
 
-    clients: ClientPool[openai.OpenAI]  # chats
-    rows: ClientPool[RowConnection]  # batch rows
+    clients: ClientPool[openai.OpenAI]  # streamed chats, the model list
+    posts: ClientPool[JsonConnection]  # batch rows and plain chats
     model: str  # the served name requests carry
     batch: BatchSettings
     target: str  # the output column of batch predictions
@@ -151,5 +152,5 @@ def connect(contract: WorkerContract) -> Upstream:
     vllm = contract.vllm
     tls = ssl.create_default_context()
     pool = ClientPool(lambda: single_connection_client(vllm.base_url, vllm.api_key, tls))
-    rows = ClientPool(lambda: RowConnection(vllm.base_url, vllm.api_key, tls))
-    return Upstream(pool, rows, vllm.model, contract.batch, contract.target, contract.lora_adapters)
+    posts = ClientPool(lambda: JsonConnection(vllm.base_url, vllm.api_key, tls))
+    return Upstream(pool, posts, vllm.model, contract.batch, contract.target, contract.lora_adapters)

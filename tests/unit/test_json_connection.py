@@ -1,4 +1,4 @@
-"""The batch rows' connection to vLLM (urllib3, not openai's client), against a real local HTTP
+"""The connection that batch rows and plain chats take to vLLM (urllib3, not openai's client), against a real local HTTP
 server that answers as vLLM does: JSON, errors under "error", keep-alive."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 import urllib3
 
 from tests.helpers import serve_http
-from vllm_dropin.adapter.client import RowConnection, UpstreamStatusError, unreachable
+from vllm_dropin.adapter.client import JsonConnection, UpstreamStatusError, unreachable
 from vllm_dropin.contract import UPSTREAM_KEEPALIVE_S
 
 ANSWERS = {
@@ -52,7 +52,7 @@ def vllm() -> Iterator[str]:
 
 
 def test_rows_are_posted_as_json_with_the_key_on_one_kept_alive_connection(vllm):
-    connection = RowConnection(vllm, "launch-key", ssl.create_default_context())
+    connection = JsonConnection(vllm, "launch-key", ssl.create_default_context())
     assert connection.post("/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}) == {"choices": []}
     connection.post("/chat/completions", {"n": 1})
     (port, path, auth, body), (again, _, _, second) = Vllm.seen
@@ -66,7 +66,7 @@ def test_rows_are_posted_as_json_with_the_key_on_one_kept_alive_connection(vllm)
 
 
 def test_an_idle_connection_is_opened_anew_before_vllm_would_close_it(vllm):
-    connection = RowConnection(vllm, "k", ssl.create_default_context())
+    connection = JsonConnection(vllm, "k", ssl.create_default_context())
     connection.post("/chat/completions", {})
     connection._used -= UPSTREAM_KEEPALIVE_S / 2 + 1  # idle past half vLLM's keep-alive
     connection.post("/chat/completions", {})
@@ -84,7 +84,7 @@ def test_an_idle_connection_is_opened_anew_before_vllm_would_close_it(vllm):
 )
 def test_an_error_answer_is_raised_with_vllms_message(vllm, path, status, message):
     with pytest.raises(UpstreamStatusError) as raised:
-        RowConnection(vllm, "k", ssl.create_default_context()).post(path, {})
+        JsonConnection(vllm, "k", ssl.create_default_context()).post(path, {})
     assert (raised.value.status, raised.value.message) == (status, message)
 
 
@@ -93,7 +93,7 @@ def test_no_answer_is_urllib3s_error_and_reads_as_unreachable():
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     with pytest.raises(urllib3.exceptions.HTTPError) as raised:
-        RowConnection(f"http://127.0.0.1:{port}/v1", "secret-key", ssl.create_default_context()).post("/x", {})
+        JsonConnection(f"http://127.0.0.1:{port}/v1", "secret-key", ssl.create_default_context()).post("/x", {})
     text = unreachable(raised.value)
     assert text.startswith("vLLM server is not reachable (NewConnectionError: ") and "Connection refused" in text
     assert "secret-key" not in text
