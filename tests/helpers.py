@@ -50,6 +50,31 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+class JsonPosts(BaseHTTPRequestHandler):
+    """A keep-alive server taking JSON POSTs, as vLLM's uvicorn: each is kept in the subclass's
+    `seen` as (client port, path, Authorization, body) and answered by its `answer()`."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[tuple[int, str, str | None, dict]]
+
+    def answer(self, body: dict) -> tuple[int, str, bytes]:
+        """(status, content type, data)"""
+        raise NotImplementedError
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.seen.append((self.client_address[1], self.path, self.headers.get("Authorization"), body))
+        status, kind, data = self.answer(body)
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def serve_http(handler: Callable[..., BaseHTTPRequestHandler]) -> Iterator[str]:
     """A local threading http server with `handler`; yields its base URL."""

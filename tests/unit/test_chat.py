@@ -4,7 +4,6 @@ a plain chat's trip to a local server that answers as vLLM does."""
 import json
 import socket
 import ssl
-from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
 import flask
@@ -14,9 +13,9 @@ from datarobot_drum.drum.language_predictors.base_language_predictor import Base
 from datarobot_drum.drum.root_predictors.chat_helpers import is_streaming_response
 from datarobot_drum.drum.root_predictors.predict_mixin import PredictMixin
 
-from tests.helpers import serve_http
+from tests.helpers import JsonPosts, serve_http
 from vllm_dropin.adapter.chat import RelayChunk, RelayCompletion, chat
-from vllm_dropin.adapter.client import ClientPool, JsonConnection, Upstream, single_connection_client
+from vllm_dropin.adapter.client import ClientPool, JsonConnection, StreamClient, Upstream
 from vllm_dropin.adapter.sse import whole_events
 from vllm_dropin.contract import BatchSettings
 
@@ -114,62 +113,64 @@ def test_whole_events_join_drums_parts_and_close_the_source():
 
 REFUSED = {"message": "max_tokens must be at least 1, got -1.", "type": "BadRequestError", "param": "max_tokens",
            "code": 400}  # fmt: skip
+ANSWER = {"object": "chat.completion", "choices": [{"message": {"content": "Hi"}}]}
+CHUNKS = [{"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": c}}]} for c in "Hi"]
 
 
-class Vllm(BaseHTTPRequestHandler):
-    """Answers a chat as vLLM does: its JSON, or its error under "error" for model "refused"."""
+class Vllm(JsonPosts):
+    """Answers a chat as vLLM does: its JSON or its SSE stream, or its error under "error" for
+    model "refused"."""
 
-    protocol_version = "HTTP/1.1"
-    seen: ClassVar[list[dict]] = []
+    seen: ClassVar[list] = []
 
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        Vllm.seen.append(body)
+    def answer(self, body: dict) -> tuple[int, str, bytes]:
         if body["model"] == "refused":
-            status, answer = 400, {"error": REFUSED}
-        else:
-            status, answer = 200, {"object": "chat.completion", "choices": [{"message": {"content": "Hi"}}]}
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
+            return 400, "application/json", json.dumps({"error": REFUSED}).encode()
+        if body.get("stream"):
+            events = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in CHUNKS)
+            return 200, "text/event-stream", events + b"data: [DONE]\n\n"
+        return 200, "application/json", json.dumps(ANSWER).encode()
 
 
 def upstream_at(url: str) -> Upstream:
     tls = ssl.create_default_context()
     batch = BatchSettings(prompt_column_name="promptText", max_tokens=8, n=1, max_concurrent_rows=1, row_errors="fail")
-    return Upstream(ClientPool(lambda: single_connection_client(url, "k", tls)),
+    return Upstream(ClientPool(lambda: StreamClient(url, "k", tls)),
                     ClientPool(lambda: JsonConnection(url, "k", tls)), "m", batch, "resultText", [])  # fmt: skip
 
 
-def test_a_plain_chat_reaches_vllm_as_sent_and_its_error_keeps_vllms_fields():
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_chat_reaches_vllm_as_sent_on_one_connection_and_its_error_keeps_vllms_fields(stream):
     Vllm.seen = []
     body = {"model": "m", "messages": [{"role": "user", "content": "ü"}], "top_k": 3, "extra": [None]}
+    body |= {"stream": True} if stream else {}
     with serve_http(Vllm) as url, flask.Flask(__name__).test_request_context():
         upstream = upstream_at(f"{url}/v1")
-        assert chat(body, upstream).to_dict() == {
-            "object": "chat.completion",
-            "choices": [{"message": {"content": "Hi"}}],
-        }
+        for _ in range(2):
+            answer = chat(body, upstream)
+            if stream:
+                assert [json.loads(chunk.to_json()) for chunk in answer] == CHUNKS
+            else:
+                assert answer.to_dict() == ANSWER
         with pytest.raises(CustomHTTPError) as raised:
             chat({**body, "model": "refused", "max_tokens": -1}, upstream)
         error = flask.g.pop("dropin_openai_error")
-    assert Vllm.seen[0] == body  # vLLM's own fields and unknown ones too: vLLM decides
+    (port, _, _, first), (again, *_), (last, *_) = Vllm.seen
+    assert first == body  # vLLM's own fields and unknown ones too: vLLM decides
+    assert port == again == last  # the client went back to the pool with its connection alive
     assert raised.value.status_code == 400
     assert error == REFUSED
     assert "ü" not in str(raised.value)  # what is logged holds no request data
 
 
-def test_a_plain_chat_without_vllm_is_503_naming_the_cause():
+@pytest.mark.parametrize(("stream", "cause"), [(False, "NewConnectionError"), (True, "ConnectError")])
+def test_a_chat_without_vllm_is_503_naming_the_cause(stream, cause):
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
+    upstream = upstream_at(f"http://127.0.0.1:{port}/v1")
     with pytest.raises(CustomHTTPError) as raised:
-        chat({"model": "m", "messages": []}, upstream_at(f"http://127.0.0.1:{port}/v1"))
+        chat({"model": "m", "messages": [], "stream": stream}, upstream)
     assert raised.value.status_code == 503
-    assert str(raised.value).startswith("vLLM server is not reachable (NewConnectionError: ")
+    assert str(raised.value).startswith(f"vLLM server is not reachable ({cause}: ")
+    assert len(upstream.clients._idle) == stream  # a stream's client is given back when it fails

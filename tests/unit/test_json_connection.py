@@ -3,17 +3,15 @@ server that answers as vLLM does: JSON, errors under "error", keep-alive."""
 
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
 import pytest
 import urllib3
 
-from tests.helpers import serve_http
+from tests.helpers import JsonPosts, serve_http
 from vllm_dropin.adapter.client import JsonConnection, UpstreamStatusError, unreachable
 from vllm_dropin.contract import UPSTREAM_KEEPALIVE_S
 
@@ -26,22 +24,11 @@ ANSWERS = {
 }
 
 
-class Vllm(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as vLLM's uvicorn
-    seen: ClassVar[list[tuple[int, str, str | None, dict]]] = []
+class Vllm(JsonPosts):
+    seen: ClassVar[list] = []
 
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        Vllm.seen.append((self.client_address[1], self.path, self.headers.get("Authorization"), body))
-        status, kind, data = ANSWERS[self.path]
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
+    def answer(self, body: dict) -> tuple[int, str, bytes]:
+        return ANSWERS[self.path]
 
 
 @pytest.fixture

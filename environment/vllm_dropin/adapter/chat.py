@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import httpx2
 import openai
 import urllib3
 
@@ -154,6 +156,17 @@ def _fair(stream: openai.Stream[Any], release: Callable[[], None]) -> Iterator[A
         release()
 
 
+@contextmanager
+def _as_openai_errors() -> Iterator[None]:
+    """vLLM's HTTP errors as its own error object in OpenAI's shape; no answer at all as 503."""
+    try:
+        yield
+    except UpstreamStatusError as exc:
+        raise openai_error(exc.status, exc.message, exc.body) from None
+    except (urllib3.exceptions.HTTPError, httpx2.TransportError, openai.APIConnectionError) as exc:
+        raise openai_error(503, unreachable(exc), logged=unreachable(exc)) from None
+
+
 def chat(params: dict[str, Any], upstream: Upstream) -> Any:
     """A chat completion, or a stream of chunks when params ask for stream=true (vLLM's JSON either
     way). The body goes to vLLM as the caller sent it (vLLM's own fields such as top_k included);
@@ -163,27 +176,19 @@ def chat(params: dict[str, Any], upstream: Upstream) -> Any:
         raise openai_error(400, message, logged=message)
     if params.get("stream"):
         return _streamed(params, upstream)
-    try:
-        with upstream.posts.client() as connection:
-            return RelayCompletion(connection.post("/chat/completions", params))
-    except UpstreamStatusError as exc:
-        raise openai_error(exc.status, exc.message, exc.body) from None
-    except urllib3.exceptions.HTTPError as exc:
-        raise openai_error(503, unreachable(exc), logged=unreachable(exc)) from None
+    # No SSE to decode: urllib3, at ~0.65 ms of a DRUM worker's CPU per plain chat against ~1.5
+    # with openai's client (bench.relay --plain, 256 at once), time a burst's chats wait in turn.
+    with _as_openai_errors(), upstream.posts.client() as connection:
+        return RelayCompletion(connection.post("/chat/completions", params))
 
 
 def _streamed(params: dict[str, Any], upstream: Upstream) -> Iterator[Any]:
-    """openai's client decodes vLLM's SSE (and raises its mid-stream errors). A plain chat needs
-    neither and goes over urllib3: a DRUM worker's CPU per plain chat fell from ~1.5 to ~0.65 ms
-    (bench.relay --plain, 256 at once), time that a burst's chats wait one after another."""
+    """The chunks of vLLM's stream, on a client lent until the stream ends or is dropped."""
     client = upstream.clients.take()
     stream = None  # once a stream is handed to DRUM, the stream gives the client back
     try:
-        stream = client.post("/chat/completions", body=params, cast_to=object, stream=True, stream_cls=RelayStream)
-    except openai.APIStatusError as exc:
-        raise openai_error(exc.status_code, exc.message, exc.body) from None
-    except openai.APIConnectionError as exc:
-        raise openai_error(503, unreachable(exc), logged=unreachable(exc)) from None
+        with _as_openai_errors():
+            stream = RelayStream(cast_to=object, response=client.chat_stream(params), client=client.openai)
     finally:
         if stream is None:
             upstream.clients.give_back(client)
@@ -191,8 +196,5 @@ def _streamed(params: dict[str, Any], upstream: Upstream) -> Iterator[Any]:
 
 
 def models(upstream: Upstream) -> list[Any]:
-    try:
-        with upstream.clients.client() as client:
-            return list(client.models.list())
-    except openai.APIConnectionError as exc:
-        raise openai_error(503, unreachable(exc), logged=unreachable(exc)) from None
+    with _as_openai_errors(), upstream.clients.client() as client:
+        return list(client.openai.models.list())
