@@ -1,5 +1,5 @@
 """Chat passthrough details: unusual tokens, DRUM's view of a relayed chunk, whole SSE events,
-a plain chat's trip to a local server that answers as vLLM does."""
+a chat's trip, plain and streamed, to a local server that answers as vLLM does."""
 
 import json
 import socket
