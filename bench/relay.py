@@ -36,6 +36,7 @@ from bench import memory, servers, sse
 from bench.percentiles import percentile
 from vllm_dropin.contract import BatchSettings
 
+MESSAGES = [{"role": "user", "content": "one two three four five six seven eight"}]
 BATCH = BatchSettings(prompt_column_name="promptText", max_tokens=16, n=1, temperature=0.0,
                       max_concurrent_rows=16, row_errors="fail")  # fmt: skip
 
@@ -53,7 +54,7 @@ class Streams:
 async def _streams(url: str, streams: int, tokens: int, workers: tuple[int, ...] = ()) -> Streams:
     """`streams` streamed chats at once, after a warm-up round of as many (the relay lends a client per stream)."""
     body = {"model": "datarobot-deployed-llm", "stream": True, "max_tokens": tokens,
-            "messages": [{"role": "user", "content": "one two three four five six seven eight"}]}  # fmt: skip
+            "messages": MESSAGES}  # fmt: skip
     endpoint = f"{url}/v1/chat/completions"
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
@@ -72,7 +73,7 @@ async def _plain(url: str, chats: int, tokens: int, worker: int) -> tuple[float,
     """`chats` plain chats at once, after a warm-up round of as many: requests/s, the worker's CPU
     microseconds per chat, and the latency p50 in ms."""
     body = {"model": "datarobot-deployed-llm", "max_tokens": tokens,
-            "messages": [{"role": "user", "content": "one two three four five six seven eight"}]}  # fmt: skip
+            "messages": MESSAGES}  # fmt: skip
     endpoint = f"{url}/v1/chat/completions"
 
     async def one(session: aiohttp.ClientSession) -> float:

@@ -92,7 +92,7 @@ class JsonConnection:
             **({"ssl_context": tls} if url.scheme == "https" else {}),
         )
         self._prefix = (url.path or "").rstrip("/")
-        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        self._headers = _json_headers(api_key)
         self._pool = self._open()
         self._used = time.monotonic()
 
@@ -104,7 +104,7 @@ class JsonConnection:
             self._pool = self._open()
         try:
             reply = self._pool.urlopen(
-                "POST", self._prefix + path, body=json.dumps(body).encode(), headers=self._headers, redirect=False
+                "POST", self._prefix + path, body=_encoded(body), headers=self._headers, redirect=False
             )
         finally:
             self._used = time.monotonic()
@@ -114,6 +114,15 @@ class JsonConnection:
         if not isinstance(answer, dict):
             raise UpstreamStatusError(502, {"message": f"vLLM answered HTTP {reply.status} without a JSON object"})
         return answer
+
+
+def _json_headers(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+
+
+def _encoded(body: dict[str, Any]) -> bytes:
+    """The request body as JSON, NaN included: vLLM judges the body (httpx's json= would raise)."""
+    return json.dumps(body).encode()
 
 
 def _json_or_none(data: bytes) -> Any:
@@ -141,13 +150,12 @@ class StreamClient:
         self.openai = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout,
                                     http_client=self._http)  # fmt: skip
         self._url = f"{base_url.rstrip('/')}/chat/completions"
-        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        self._headers = _json_headers(api_key)
 
     def chat_stream(self, body: dict[str, Any]) -> httpx2.Response:
         """vLLM's answer to a streamed chat, its body unread. Raises UpstreamStatusError for an HTTP
         error and httpx's TransportError when no answer came."""
-        # encoded as JsonConnection does (httpx's json= refuses NaN, which vLLM is left to judge)
-        request = self._http.build_request("POST", self._url, content=json.dumps(body).encode(), headers=self._headers)
+        request = self._http.build_request("POST", self._url, content=_encoded(body), headers=self._headers)
         response = self._http.send(request, stream=True)
         if response.is_error:
             try:
