@@ -22,6 +22,7 @@ import asyncio
 import collections
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -116,7 +117,7 @@ def _paced(url: str, direct: str, workers: list[int], args: argparse.Namespace) 
         figures[path] = {"first_p50_ms": _ms(firsts, 50), "first_p99_ms": _ms(firsts, 99),
                          "gap_p50_ms": _ms(gaps, 50), "gap_p99_ms": _ms(gaps, 99),
                          "held_p50_ms": _ms(held, 50), "held_p99_ms": _ms(held, 99), "held_max_ms": _ms(held, 100),
-                         "chunks_per_s": round(sorted(r.events / r.seconds for r in runs)[len(runs) // 2])}  # fmt: skip
+                         "chunks_per_s": round(statistics.median_high(r.events / r.seconds for r in runs))}  # fmt: skip
     ratios = {key: round(figures["drum"][key] / max(figures["direct"][key], 1e-9), 2) for key in figures["drum"]}
     cpu = [sum(per) for per in zip(*(run.worker_cpu_s for run in pooled["drum"]), strict=True)]
     added = {key: round(figures["drum"][key] - figures["direct"][key], 2) for key in figures["drum"] if "held" in key}
@@ -132,16 +133,15 @@ def _stream_ceiling(url: str, worker: int, args: argparse.Namespace) -> dict:
         cpu_us.append(1e6 * sum(run.worker_cpu_s) / run.events)
         rates.append(run.events / run.seconds)
         firsts_ms.append(_ms(run.firsts, 50))
-    rates.sort()
     return {"streams": args.streams, "chunks_per_stream": args.tokens + 3,
-            "chunks_per_s_per_worker": round(rates[len(rates) // 2]), "runs": [round(r) for r in rates],
-            "worker_cpu_us_per_chunk": round(sorted(cpu_us)[len(cpu_us) // 2]),
-            "first_event_p50_ms": round(sorted(firsts_ms)[len(firsts_ms) // 2], 1)}  # fmt: skip
+            "chunks_per_s_per_worker": round(statistics.median_high(rates)), "runs": sorted(round(r) for r in rates),
+            "worker_cpu_us_per_chunk": round(statistics.median_high(cpu_us)),
+            "first_event_p50_ms": round(statistics.median_high(firsts_ms), 1)}  # fmt: skip
 
 
 def _plain_ceiling(url: str, worker: int, args: argparse.Namespace) -> dict:
     runs = sorted(asyncio.run(_plain(url, args.streams, args.tokens, worker)) for _ in range(args.repeats))
-    rate, cpu, latency = (sorted(column)[len(runs) // 2] for column in zip(*runs, strict=True))
+    rate, cpu, latency = map(statistics.median_high, zip(*runs, strict=True))
     return {"chats": args.streams, "requests_per_s_per_worker": round(rate), "runs": [round(r[0]) for r in runs],
             "worker_cpu_us_per_chat": round(cpu), "latency_p50_ms": latency}  # fmt: skip
 
