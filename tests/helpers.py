@@ -12,6 +12,13 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, Thread
 from pathlib import Path
 
 from demo.running import REPO, RunningEnvironment, runtime_param_env
+from vllm_dropin import pipeline
+from vllm_dropin.config import Config, vllm_flags
+from vllm_dropin.config.batch import settings_for_batch
+from vllm_dropin.config.settings import Settings
+from vllm_dropin.model import facts as model_facts
+from vllm_dropin.planning import plan
+from vllm_dropin.planning.gpus import GpuInventory
 
 # CPU-friendly and deterministic: float32 greedy output does not depend on batch composition.
 CPU_ENGINE_ARGS = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "1024"]
@@ -24,6 +31,30 @@ def load_model(code_dir):
     with open(os.environ["HOOK_MARKER"], "a") as marker:
         marker.write(f"{os.getpid()}\\n")
 '''
+
+
+def config_of(settings: Settings, engine_args: list[str], code_dir: Path) -> Config:
+    """The config stage's result for flags given here rather than in engine_config.json."""
+    return Config(
+        code_dir, settings, list(engine_args), vllm_flags.from_parameters(settings), settings_for_batch(settings)
+    )
+
+
+def plan_of(
+    settings: Settings,
+    engine_args: list[str],
+    code_dir: Path,
+    gpus: GpuInventory = plan.NO_GPU,
+    cpus: int | None = None,
+) -> plan.LaunchPlan:
+    """The plan `serve` builds once load_model and the fetch are done: the pipeline's pure stages."""
+    config = config_of(settings, engine_args, code_dir)
+    return plan.build(config, facts_of(config), gpus, cpus)
+
+
+def facts_of(config: Config) -> model_facts.ModelFacts:
+    """The model stage's reading of the folder as it is (after load_model and the fetch)."""
+    return model_facts.read(pipeline.source_of(config), config.code_dir, config.settings)
 
 
 def make_model_folder(

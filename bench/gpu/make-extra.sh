@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Wheels our environment needs on the CUDA host beyond vLLM's wheelhouse: the pins of
 # environment/requirements-drum.lock for CPython 3.12, minus what the host image already has and
-# what the vLLM wheelhouse brings; and bench's profiler (py-spy, for bench.parallel --profile-*).
+# what the vLLM wheelhouse brings; and bench's profiler (py-spy, for bench.scenarios.deployments --profile-*).
 # (bench/gpu/check_tarball.sh wants the whole lock instead: a venv.)
 #   bench/gpu/make-extra.sh OUTDIR HOST_PACKAGES_FILE VLLM_DEPS_FILE
 # HOST_PACKAGES_FILE: the image's package names, comma- or line-separated (the device library's

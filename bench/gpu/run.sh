@@ -5,7 +5,7 @@
 # builds the ~1B random-weight model with the project's offline tokenizer, and runs
 # `python -m bench`: our entrypoint exactly as the image starts it (start_server.sh, runtime
 # parameters as MLOPS_RUNTIME_PARAM_*, an engine_config.json), tensor parallel resolved from
-# the visible GPUs. BENCH=bench.parallel runs the parallelism benchmark instead.
+# the visible GPUs. BENCH=bench.scenarios.deployments runs the deployment benchmark instead.
 #   bench/gpu/run.sh STASH SHA256_FILE INSTALL_SCRIPT EXTRA OUT [bench options ...]
 set -euo pipefail
 stash=$1 sum=$2 installer=$3 extra=$4 out=$5

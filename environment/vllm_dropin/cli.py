@@ -7,12 +7,15 @@ import logging
 import os
 from pathlib import Path
 
-from . import logs, preflight, runtime_params
-from .artifacts import fetch as artifacts
-from .errors import ConfigError, DropinError, ExitCode
-from .launch import ray_cluster, vllm_server
-from .launch.supervisor import report_failure, serve
-from .prepare import prepare
+from vllm_dropin import logs, pipeline
+from vllm_dropin.config import Config, runtime_params
+from vllm_dropin.errors import ConfigError, DropinError, ExitCode, report_failure
+from vllm_dropin.launch import ray_cluster, vllm_server
+from vllm_dropin.launch.supervisor import serve
+from vllm_dropin.model import preflight, source
+from vllm_dropin.model.artifacts import fetch as artifacts
+from vllm_dropin.model.facts import ModelFacts
+from vllm_dropin.model.source import ModelSource
 
 log = logging.getLogger("vllm_dropin")
 
@@ -50,42 +53,54 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Checking:
+    """The pipeline's effects as `check` has them: nothing runs, each says what `serve` would do."""
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []  # what must happen before the plan below holds
+
+    def check_flags(self, config: Config) -> None:
+        return None  # vLLM's parser checks them with the whole plan, below
+
+    def run_hook(self, hook: pipeline.Hook, config: Config) -> bool:
+        folder = config.code_dir / source.HOOK_MODEL_DIR
+        say("load_model", f"runs once before launch (check does not run it); if it fills {folder}/, that is served")
+        return True
+
+    def no_model(self, error: ConfigError, config: Config) -> ModelSource:
+        folder = config.code_dir / source.HOOK_MODEL_DIR
+        self.pending.append(f"if load_model fills {folder}")
+        return source.hook_folder(config.code_dir, config.settings.model, f"{folder}, if load_model fills it")
+
+    def fetch(self, config: Config, model: ModelSource) -> bool:
+        say("fetch", artifacts.describe(config.settings, config.cache_dir))
+        if not Path(model.ref).is_dir():
+            self.pending.append(f"once artifact_uri is fetched into {model.ref}")
+        return True
+
+    def preflight(self, facts: ModelFacts, config: Config) -> None:
+        if self.pending:  # the folder is load_model's or the fetch's to fill
+            say("preflight", "runs once the model folder is filled")
+            return
+        preflight.check(facts, config.settings, config.engine_args, os.environ)
+        say("preflight", "passed")
+
+    def say(self, stage: str, text: str) -> None:
+        say(stage, text)
+
+
+def say(stage: str, text: str) -> None:
+    print(f"{stage}: {text}")
+
+
 def check(code_dir: Path) -> ExitCode:
-    """What `serve` would launch, from the same `prepare()` and checks; the model's hook is not run
-    and artifact_uri is listed, not fetched, so where the outcome depends on them, that is said."""
-    prepared = prepare(code_dir, runtime_params.read(), os.environ)
-    plan = prepared.plan
-    if not plan.model.assumed:
-        preflight.check(plan, prepared.settings, os.environ)
-    lines = vllm_server.check(plan)
+    """What `serve` would launch, through the same pipeline with its side effects described, not done."""
     print(f"code dir: {code_dir}")
-    print(f"load_model hook: {'runs once before launch (check does not run it)' if prepared.load_model else 'none'}")
-    print(f"GPUs visible: {plan.parallel.gpus.describe()}")
-    if plan.model.artifact is not None:
-        print(artifacts.describe(prepared.settings, plan.cache_dir))
-    print("\n".join(lines))
-    if not plan.model.assumed:
-        print("OK: ready to launch")
-        return ExitCode.OK
-    if prepared.load_model is None:
-        print(f"OK: ready to launch once artifact_uri is fetched into {plan.model.ref}")
-        return ExitCode.OK
-    try:
-        fallback = prepared.settled()
-        if fallback.model.artifact is not None:
-            print(
-                f"if load_model leaves {plan.model.ref} empty: {artifacts.describe(prepared.settings, plan.cache_dir)}"
-            )
-        else:
-            preflight.check(fallback, prepared.settings, os.environ)
-    except DropinError as exc:
-        print(f"if load_model leaves {plan.model.ref} empty: serve stops with exit code {exc.exit_code}: {exc}")
-    else:
-        print(
-            f"if load_model leaves {plan.model.ref} empty: serve runs the same command on {fallback.model.ref} "
-            f"(from {fallback.model.origin}; hub access {'off' if fallback.model.local else 'on'})"
-        )
-    print(f"OK: ready to launch if load_model fills {plan.model.ref}")
+    checking = Checking()
+    plan = pipeline.run(code_dir, runtime_params.read(), os.environ, checking)
+    assert plan is not None  # check never stops early
+    print("\n".join(vllm_server.check(plan)))
+    print("OK: ready to launch" + "".join(f" {condition}" for condition in checking.pending))
     return ExitCode.OK
 
 

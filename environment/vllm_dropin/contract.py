@@ -1,15 +1,19 @@
 """What a DRUM worker receives from the supervisor: the one contract between the two processes.
 
-The supervisor writes it into DRUM's environment (`to_env`); the adapter reads it back
-(`from_env`). The adapter imports this module and `health`, nothing else of ours, so the
-planning code never loads in a DRUM worker.
+The supervisor writes it into DRUM's environment (`to_env`); the workers read it back
+(`from_env`). How vLLM runs (`Layout`) is decided in the vLLM process, which writes it to the
+file the contract names before vLLM starts; a worker reads it once vLLM answers. DRUM's workers
+import this module, `health` and `prompt_template`, nothing else of ours, so the planning code
+never loads in them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 ENV_VAR = "DROPIN_WORKER_CONTRACT"
 TARGET_VAR = "TARGET_NAME"  # the platform's name of the output column; DRUM reads it too
@@ -20,21 +24,21 @@ DEFAULT_SERVED_ALIAS = "datarobot-deployed-llm"
 # pooled connections: a request sent as the server closes fails with "Server disconnected").
 # The adapter's clients drop idle connections after half of it, so they never meet a closing one.
 UPSTREAM_KEEPALIVE_S = 60
-LABEL_ROWS_PER_REQUEST = 8  # adapter ceiling 3068-3539 -> 25757 rows/s against the instant stand-in (bench)
-REQUESTS_FOR_A_BATCH_IN_FLIGHT = 8  # a batch that fits in flight: its rows in this many requests (bench/README)
+LABEL_ROWS_PER_REQUEST = 8  # labels are short and alike: rows share a request at no cost to each other
+REQUESTS_FOR_A_BATCH_IN_FLIGHT = 8  # a batch that fits in flight: its rows in this many requests
 
 
 @dataclass(frozen=True, kw_only=True)
 class BatchSettings:
     """What `score()` needs to turn rows into chat completions.
 
-    Field names are those of the runtime parameters that feed "batch" (a test keeps them equal);
-    values are resolved (max_concurrent_rows is never None here)."""
+    Field names are those of the runtime parameters that feed "batch" (a test keeps them equal).
+    max_concurrent_rows is None until the vLLM process decides it (`Layout.rows_in_flight`)."""
 
     prompt_column_name: str
     max_tokens: int
     n: int
-    max_concurrent_rows: int
+    max_concurrent_rows: int | None
     row_errors: str
     temperature: float | None = None
     system_prompt: str | None = None
@@ -62,7 +66,7 @@ class BatchSettings:
         if self.rows_per_request is not None:
             return self.rows_per_request
         alike = LABEL_ROWS_PER_REQUEST if self.response_choices is not None else 1
-        if rows <= self.max_concurrent_rows:
+        if self.max_concurrent_rows is not None and rows <= self.max_concurrent_rows:
             return max(alike, -(-rows // REQUESTS_FOR_A_BATCH_IN_FLIGHT))
         return alike
 
@@ -81,10 +85,41 @@ class VllmEndpoint:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """How vLLM runs, as its own process decided with vLLM's parser: the one reading of the parallel
+    sizes, which the supervisor reports and DRUM's workers size a batch's rows in flight by."""
+
+    tensor: int
+    pipeline: int
+    data: int  # data-parallel replicas
+    api_servers: int
+    rows_in_flight: int  # a batch's rows in flight at once, over all replicas
+    reason: str  # why these sizes
+
+    def describe(self) -> str:
+        return (
+            f"tensor parallel {self.tensor} x pipeline parallel {self.pipeline} x data parallel {self.data}, "
+            f"{self.api_servers} API server{'s' if self.api_servers > 1 else ''}, "
+            f"{self.rows_in_flight} batch rows in flight"
+        )
+
+    def write(self, path: Path) -> None:
+        """Whole or not at all: a reader never sees half a file."""
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(asdict(self)), encoding="utf-8")
+        os.replace(partial, path)
+
+    @classmethod
+    def read(cls, path: Path) -> Layout:
+        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+@dataclass(frozen=True)
 class WorkerContract:
     vllm: VllmEndpoint
-    batch: BatchSettings
+    batch: BatchSettings  # rows in flight as the user set them (None: from the layout)
     startup_timeout_s: float  # how long a worker waits for vLLM's health before it gives up
+    layout_file: str  # where the vLLM process writes its `Layout` before vLLM starts
     target: str = DEFAULT_TARGET
     lora_adapters: list[str] = field(default_factory=list)  # adapter names vLLM serves besides the model
 
@@ -94,10 +129,8 @@ class WorkerContract:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerContract:
         data = json.loads(environ[ENV_VAR])
-        return cls(
-            vllm=VllmEndpoint(**data["vllm"]),
-            batch=BatchSettings(**data["batch"]),
-            startup_timeout_s=data["startup_timeout_s"],
-            target=data["target"],
-            lora_adapters=data["lora_adapters"],
-        )
+        return cls(**{**data, "vllm": VllmEndpoint(**data["vllm"]), "batch": BatchSettings(**data["batch"])})
+
+    def batch_in(self, layout: Layout) -> BatchSettings:
+        """The batch settings with the rows in flight of the vLLM that runs."""
+        return replace(self.batch, max_concurrent_rows=layout.rows_in_flight)

@@ -6,7 +6,12 @@ platform, exit with its code. The README's exit-code table is tested against `Ex
 
 from __future__ import annotations
 
+import logging
+import traceback
 from enum import IntEnum
+from typing import Protocol
+
+log = logging.getLogger("vllm_dropin")
 
 
 class ExitCode(IntEnum):
@@ -71,3 +76,20 @@ class ServingError(DropinError):
     """A child died after the deployment was ready."""
 
     exit_code = ExitCode.SERVING_FAILED
+
+
+class Reporter(Protocol):
+    def report(self, title: str, message: str = "") -> None: ...
+
+
+def report_failure(exc: DropinError, reporter: Reporter | None = None) -> ExitCode:
+    """The one handler of every failure: log its line (and detail), report it, give its exit code."""
+    if isinstance(exc, HookError) and exc.__cause__ is not None:  # the user's own code: its traceback helps
+        cause = exc.__cause__
+        traceback.print_exception(type(cause), cause, cause.__traceback__)
+    if exc.detail is not None:
+        log.info("last log lines of the failed process:\n%s", exc.detail)
+    log.error("%s", exc)  # last, so that it is the pod log's last line of ours
+    if reporter is not None:
+        reporter.report("Deployment failed", str(exc))
+    return exc.exit_code

@@ -18,11 +18,11 @@ import pytest
 from demo.running import REPO, runtime_param_env
 from tests import store_servers
 from tests.helpers import make_model_folder
-from vllm_dropin import runtime_params
-from vllm_dropin.artifacts import fetch as artifacts
-from vllm_dropin.artifacts.fetch import STAGING, STATE
-from vllm_dropin.artifacts.transfer import PARTS
+from vllm_dropin.config import runtime_params
 from vllm_dropin.errors import ArtifactError, ConfigError
+from vllm_dropin.model.artifacts import fetch as artifacts
+from vllm_dropin.model.artifacts.fetch import STAGING, STATE
+from vllm_dropin.model.artifacts.transfer import PARTS
 
 pytestmark = pytest.mark.integration
 BIG = 256 << 20  # large enough that a download is still running when the store is killed

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import serve_folder
-from vllm_dropin import runtime_params
-from vllm_dropin.artifacts import checksums, credentials, progress
-from vllm_dropin.artifacts import fetch as artifacts
-from vllm_dropin.artifacts.uri import parse
+from vllm_dropin.config import runtime_params
 from vllm_dropin.errors import ArtifactError, ConfigError
+from vllm_dropin.model.artifacts import checksums, credentials, progress
+from vllm_dropin.model.artifacts import fetch as artifacts
+from vllm_dropin.model.artifacts.uri import parse
 
 MODEL_FILES = {"config.json": b'{"model_type": "llama"}', "tokenizer.json": b"{}", "sub/weights.bin": b"\0" * 1000}
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from datarobot_drum.drum.exceptions import CustomHTTPError
 
-from vllm_dropin.adapter import batch
 from vllm_dropin.contract import LABEL_ROWS_PER_REQUEST, REQUESTS_FOR_A_BATCH_IN_FLIGHT, BatchSettings
+from vllm_dropin.drum import batch
 
 
 def settings(**kw):

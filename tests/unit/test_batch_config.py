@@ -2,18 +2,23 @@
 the parameter and the character or JSON path."""
 
 import json
+from dataclasses import asdict
 
 import pytest
 
-from vllm_dropin import batch_config, plan, runtime_params, vllm_command
-from vllm_dropin.adapter import prompt_template
+from tests.helpers import plan_of
+from vllm_dropin import prompt_template
+from vllm_dropin.config import runtime_params
 from vllm_dropin.errors import ConfigError
+from vllm_dropin.launch import vllm_command
 
 SCHEMA = {"type": "object", "properties": {"label": {"enum": ["a", "b"]}}, "required": ["label"]}
 
 
 def resolve(tmp_path, **params):
-    return batch_config.resolve(runtime_params.parse(params), tmp_path)
+    """The batch settings once the model stage has read the folder (a schema file among it)."""
+    settings = runtime_params.parse({"model": "m", **params})
+    return asdict(plan_of(settings, [], tmp_path).batch)
 
 
 @pytest.mark.parametrize(
@@ -72,7 +77,7 @@ def test_bad_structured_outputs_stop_startup(tmp_path, params, message):
 
 
 def test_the_vllm_process_checks_structured_outputs_with_vllms_own_backend(tmp_path, monkeypatch):
-    ok = plan.build(runtime_params.parse({"model": "m", "response_choices": '["yes", "no"]'}), [], tmp_path)
+    ok = plan_of(runtime_params.parse({"model": "m", "response_choices": '["yes", "no"]'}), [], tmp_path)
     vllm_command.check_batch_sampling(ok.batch)
     import importlib.util
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from datarobot_drum.drum.exceptions import CustomHTTPError
 
-from vllm_dropin.adapter.batch_input import ACCEPTED, read_body
+from vllm_dropin.drum.batch_input import ACCEPTED, read_body
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,7 @@ def test_tarball_is_a_complete_context_and_nothing_else(tmp_path, device):
     names = set(found)
     assert {n for n in names if "/" not in n} == ROOT_FILES | {"vllm_dropin", "schemas"}
     assert "schemas/engine_config.schema.json" in names
-    assert "vllm_dropin/launch/vllm_entry.py" in names and "vllm_dropin/adapter/drum_code/custom.py" in names
+    assert "vllm_dropin/launch/vllm_entry.py" in names and "vllm_dropin/drum/drum_code/custom.py" in names
     unwanted = [n for n in names if "__pycache__" in n or n.endswith(".pyc") or "/." in n]
     assert not unwanted and not [n for n in names if n.startswith((".", "tests", "dist"))]
     assert all(i.uid == 0 and i.gid == 0 and i.mtime == build_context.MTIME for i in found.values())

@@ -14,10 +14,10 @@ from datarobot_drum.drum.root_predictors.chat_helpers import is_streaming_respon
 from datarobot_drum.drum.root_predictors.predict_mixin import PredictMixin
 
 from tests.helpers import JsonPosts, serve_http
-from vllm_dropin.adapter.chat import RelayChunk, RelayCompletion, chat
-from vllm_dropin.adapter.client import ClientPool, JsonConnection, StreamClient, Upstream
-from vllm_dropin.adapter.sse import whole_events
 from vllm_dropin.contract import BatchSettings
+from vllm_dropin.drum.chat import RelayChunk, RelayCompletion, chat
+from vllm_dropin.drum.client import ClientPool, JsonConnection, StreamClient, Upstream
+from vllm_dropin.drum.sse import whole_events
 
 
 def chunk(content: str | None, finish: str | None = None, as_sent: bool = True) -> RelayChunk:

@@ -2,8 +2,9 @@
 or rejected with one clear line; never a traceback, never an accepted config that is invalid.
 
 Runs the same steps as startup, in-process: runtime_params.read() (DRUM's RuntimeParameters over
-MLOPS_RUNTIME_PARAM_* variables), prepare() (engine_config.json, the plan) and vllm_command.build()
-(vLLM's own parser). Figures: `make reliability` (this module as a script, more examples).
+MLOPS_RUNTIME_PARAM_* variables), the pipeline's stages (engine_config.json, the model folder read,
+the plan) and vllm_command.build() (vLLM's own parser). Figures: `make reliability` (this module as a
+script, more examples).
 """
 
 from __future__ import annotations
@@ -21,10 +22,15 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vllm_dropin import engine_config, runtime_params, vllm_command, vllm_flags
+from vllm_dropin import config as config_stage
+from vllm_dropin import pipeline
+from vllm_dropin.config import engine_config, runtime_params, vllm_flags
+from vllm_dropin.config.settings import PARAMETERS
 from vllm_dropin.errors import ConfigError
-from vllm_dropin.prepare import prepare
-from vllm_dropin.settings import PARAMETERS
+from vllm_dropin.launch import vllm_command
+from vllm_dropin.model import facts as model_facts
+from vllm_dropin.planning import plan
+from vllm_dropin.planning.gpus import visible
 
 SECRET = "hf_FuzzSecretToken42"
 FLAGS = [
@@ -91,7 +97,9 @@ def check_one(env: dict[str, str], engine_text: str | None, visible_gpus: int, c
         try:
             settings = runtime_params.read()
             gpus = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, range(visible_gpus)))}
-            command = vllm_command.build(prepare(code_dir, settings, gpus).plan)
+            config = config_stage.load(code_dir, settings)
+            facts = model_facts.read(pipeline.source_of(config), code_dir, settings)
+            command = vllm_command.build(plan.build(config, facts, visible(gpus)))
         except ConfigError as exc:
             message = str(exc)
             assert message and "\n" not in message and "Traceback" not in message, message

@@ -2,15 +2,18 @@
 the user's settings kept; its address checked before anything starts."""
 
 import socket
+from pathlib import Path
 
 import pytest
 
-from vllm_dropin import plan, runtime_params
-from vllm_dropin.contract import VllmEndpoint, WorkerContract
+from tests.helpers import plan_of
+from vllm_dropin.config import runtime_params
+from vllm_dropin.contract import Layout, VllmEndpoint, WorkerContract
 from vllm_dropin.errors import ExitCode, StartupError
 from vllm_dropin.launch import drum_server
 
 ADDRESS = "0.0.0.0:8080"
+LAYOUT = Path("/run/vllm-dropin/layout.json")
 
 
 @pytest.mark.parametrize(
@@ -23,17 +26,29 @@ def test_default_workers(cpus, workers):
 @pytest.mark.parametrize(("user", "cpus", "workers"), [({}, 16, "8"), ({}, 4, "2"), ({"MAX_WORKERS": "3"}, 16, "3")])
 def test_workers_follow_the_cores_the_plan_counted_and_the_users_count_wins(tmp_path, user, cpus, workers):
     settings = runtime_params.parse({"model": "m"})
-    launch = plan.build(settings, [], tmp_path, cpus=cpus)  # prepare() counts the cores it may run on
-    env = drum_server.drum_env(launch, VllmEndpoint("http://x/v1", "k", "m"), user, ADDRESS)
+    launch = plan_of(settings, [], tmp_path, cpus=cpus)  # the pipeline counts the cores it may run on
+    env = drum_server.drum_env(launch, VllmEndpoint("http://x/v1", "k", "m"), user, ADDRESS, LAYOUT)
     assert env["MAX_WORKERS"] == workers
 
 
 def test_workers_read_back_what_the_supervisor_wrote(tmp_path):
-    launch = plan.build(runtime_params.parse({"model": "m", "max_tokens": 7}), [], tmp_path)
+    launch = plan_of(runtime_params.parse({"model": "m", "max_tokens": 7}), [], tmp_path)
     endpoint = VllmEndpoint("http://127.0.0.1:1/v1", "key")
-    contract = WorkerContract.from_env(drum_server.drum_env(launch, endpoint, {"TARGET_NAME": "answer"}, ADDRESS))
-    assert contract == WorkerContract(endpoint, launch.batch, launch.startup_timeout, "answer")
+    env = drum_server.drum_env(launch, endpoint, {"TARGET_NAME": "answer"}, ADDRESS, LAYOUT)
+    contract = WorkerContract.from_env(env)
+    assert contract == WorkerContract(endpoint, launch.batch, launch.startup_timeout, str(LAYOUT), "answer")
     assert contract.batch.max_tokens == 7
+
+
+@pytest.mark.parametrize(("set_rows", "rows"), [(None, 1024), (64, 64)])
+def test_workers_take_rows_in_flight_from_the_layout_vllms_process_wrote(tmp_path, set_rows, rows):
+    launch = plan_of(runtime_params.parse({"model": "m", "max_concurrent_rows": set_rows}), [], tmp_path)
+    vllm_process_decided = Layout(1, 1, 2, 2, launch.batch.max_concurrent_rows or 1024, "data parallel 2")
+    vllm_process_decided.write(tmp_path / "layout.json")
+    env = drum_server.drum_env(launch, VllmEndpoint("http://x/v1", "k"), {}, ADDRESS, tmp_path / "layout.json")
+    contract = WorkerContract.from_env(env)
+    assert contract.batch.max_concurrent_rows == set_rows  # the supervisor does not guess it
+    assert contract.batch_in(Layout.read(contract.layout_file)).max_concurrent_rows == rows
 
 
 @pytest.mark.parametrize(
@@ -61,8 +76,8 @@ def test_tcp_address(address, bound):
     ],
 )
 def test_workers_listen_on_sockets_of_their_own_unless_the_user_sets_gunicorns_args(tmp_path, address, user, args):
-    launch = plan.build(runtime_params.parse({"model": "m"}), [], tmp_path)
-    env = drum_server.drum_env(launch, VllmEndpoint("http://x/v1", "k", "m"), user, address)
+    launch = plan_of(runtime_params.parse({"model": "m"}), [], tmp_path)
+    env = drum_server.drum_env(launch, VllmEndpoint("http://x/v1", "k", "m"), user, address, LAYOUT)
     assert env.get("GUNICORN_CMD_ARGS") == args
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vllm_dropin import engine_config
+from vllm_dropin.config import engine_config
 from vllm_dropin.errors import ConfigError
 
 

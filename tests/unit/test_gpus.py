@@ -6,11 +6,15 @@ import struct
 
 import pytest
 
-from vllm_dropin import footprint, gpus, parallel, plan, runtime_params, vllm_command, vllm_flags
+from tests.helpers import plan_of
+from vllm_dropin.config import runtime_params, vllm_flags
 from vllm_dropin.errors import ConfigError
-from vllm_dropin.footprint import ModelFootprint
-from vllm_dropin.gpus import GpuInventory
-from vllm_dropin.parallel import ParallelInputs
+from vllm_dropin.launch import vllm_command
+from vllm_dropin.model import footprint
+from vllm_dropin.model.footprint import Weights
+from vllm_dropin.planning import gpus, parallel
+from vllm_dropin.planning.gpus import GpuInventory
+from vllm_dropin.planning.parallel import ParallelInputs
 
 TWO = "GPU 0: NVIDIA H200 (UUID: GPU-a)\nGPU 1: NVIDIA H200 (UUID: GPU-b)\n"
 TWO_MEMORY = "0, 143771\n1, 143771\n"
@@ -44,8 +48,9 @@ def test_inventory(environ, listing, memory, expected):
     assert gpus.inventory(environ, listing, memory) == expected
 
 
-def weights(gib: float, heads: int | None = 32) -> ModelFootprint:
-    return ModelFootprint(int(gib * (1 << 30)), None, "bfloat16", heads, "test")
+def weights(gib: float, heads: int | None = 32) -> Weights:
+    """bfloat16 weights of `gib` as served (two bytes a parameter)."""
+    return Weights(int(gib * (1 << 29)), None, "bfloat16", heads, "test")
 
 
 H100 = 79.6  # GiB as nvidia-smi reports an 80 GB H100
@@ -84,7 +89,7 @@ def test_the_reason_says_why_in_numbers():
     inputs = ParallelInputs(
         "auto",
         GpuInventory(2, H100),
-        ModelFootprint(1_980_000_000, 990_000_000, "bfloat16", 32, "safetensors headers"),
+        Weights(990_000_000, None, "bfloat16", 32, "safetensors headers"),
         None,
     )
     planned = parallel.plan(inputs, {})
@@ -102,7 +107,11 @@ def test_the_reason_says_why_in_numbers():
 def test_more_gpus_than_visible_is_a_clear_error(engine, count, tmp_path):
     settings = runtime_params.parse({"model": "m"})
     with pytest.raises(ConfigError, match=f"GPUs but {count} are visible .* lower -tp, -pp or -dp"):
-        vllm_command.build(plan.build(settings, engine, tmp_path, GpuInventory(count, H100)))
+        vllm_command.build(plan_of(settings, engine, tmp_path, GpuInventory(count, H100)))
+
+
+def of_folder(folder):
+    return footprint.weights(footprint.read_config(folder), footprint.read_tensors(folder))
 
 
 def _safetensors(path, tensors):
@@ -116,47 +125,33 @@ def test_footprint_counts_parameters_from_safetensors_headers_only(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"torch_dtype": "float32", "num_attention_heads": 4}))
     _safetensors(tmp_path / "a.safetensors", {"w": ("F32", [1000, 1000]), "b": ("F32", [1000])})
     _safetensors(tmp_path / "b.safetensors", {"e": ("F32", [10, 100])})
-    found = footprint.of_folder(tmp_path)
+    weights = of_folder(tmp_path)
+    found = weights.served(None)  # --dtype auto: float32 is served as bfloat16
     assert (found.parameters, found.dtype, found.weight_bytes, found.attention_heads) == (
         1_002_000,
         "bfloat16",
         2_004_000,
         4,
     )
-    assert footprint.of_folder(tmp_path, "float32").weight_bytes == 4_008_000  # --dtype float32
+    assert weights.served("float32").weight_bytes == 4_008_000  # --dtype float32
 
 
 def test_footprint_of_the_tiny_model_and_the_plan_in_check(tiny_model, tmp_path):
-    found = footprint.of_folder(tiny_model)
+    found = of_folder(tiny_model)
     assert found.parameters and found.source == "safetensors headers"
     settings = runtime_params.parse({"model": str(tiny_model)})
-    launch = plan.build(settings, [], tmp_path, GpuInventory(2, H100))
+    launch = plan_of(settings, [], tmp_path, GpuInventory(2, H100))
     command = vllm_command.build(launch)
-    assert "--data-parallel-size" in command.argv and "fits one GPU → data parallel 2" in command.parallelism
+    assert "--data-parallel-size" in command.argv and "fits one GPU → data parallel 2" in command.layout.reason
 
 
 def test_footprint_estimated_from_config_without_safetensors(tmp_path):
     config = {"hidden_size": 4096, "num_hidden_layers": 32, "vocab_size": 128256, "num_attention_heads": 32,
               "num_key_value_heads": 8, "intermediate_size": 14336, "torch_dtype": "bfloat16"}  # fmt: skip
     (tmp_path / "config.json").write_text(json.dumps(config))
-    found = footprint.of_folder(tmp_path)
+    found = of_folder(tmp_path)
     assert 7.9e9 < found.parameters < 8.1e9  # Llama-3-8B has 8.03B
     assert found.source == "estimated from config.json"
-
-
-@pytest.mark.parametrize(
-    ("args", "sizes"),
-    [
-        (["-tp", "2", "--dtype", "half"], {"tensor_parallel_size": "2"}),
-        (["--data_parallel_size=4", "-pp=2"], {"data_parallel_size": "4", "pipeline_parallel_size": "2"}),
-        (["--api-server-count", "3"], {"api_server_count": "3"}),
-        (["--max-model-len", "2"], {}),
-    ],
-)
-def test_the_supervisor_reads_the_users_sizes_without_vllms_parser(args, sizes):
-    assert parallel.sizes_in(args) == sizes
-    parsed = vllm_flags.parse(args, "engine_config.json")
-    assert {k: str(v) for k, v in parsed.items() if k in sizes} == sizes  # vLLM's parser reads the same
 
 
 @pytest.mark.parametrize(
@@ -172,9 +167,11 @@ def test_the_supervisor_reads_the_users_sizes_without_vllms_parser(args, sizes):
 )
 def test_rows_in_flight_and_api_servers_follow_the_replicas(tiny_model, tmp_path, count, engine, params, rows, api):
     settings = runtime_params.parse({"model": str(tiny_model), **params})
-    launch = plan.build(settings, engine, tmp_path, GpuInventory(count, H100 if count else None))  # cores unknown
-    assert launch.batch.max_concurrent_rows == rows
-    argv = vllm_command.build(launch).argv
+    launch = plan_of(settings, engine, tmp_path, GpuInventory(count, H100 if count else None))  # cores unknown
+    assert launch.batch.max_concurrent_rows == params.get("max_concurrent_rows")  # decided in the vLLM process
+    command = vllm_command.build(launch)
+    assert command.layout.rows_in_flight == rows
+    argv = command.argv
     assert (argv[argv.index("--api-server-count") : argv.index("--api-server-count") + 2] if api else []) == api
 
 
@@ -197,9 +194,10 @@ def test_a_gpu_engine_gets_a_second_api_server_where_the_host_has_the_cores(
     tiny_model, tmp_path, gpus, cpus, engine, api
 ):
     settings = runtime_params.parse({"model": str(tiny_model)})
-    command = vllm_command.build(plan.build(settings, engine, tmp_path, GpuInventory(gpus, H100), cpus=cpus))
+    command = vllm_command.build(plan_of(settings, engine, tmp_path, GpuInventory(gpus, H100), cpus=cpus))
     argv = command.argv
     given = argv[argv.index("--api-server-count") + 1] if "--api-server-count" in argv else None
     assert given == (api if api or "--api-server-count" not in engine else "1")
     if api:
-        assert command.parallelism.endswith(f"; {api} vLLM API servers")
+        assert command.layout.reason.endswith(f"; {api} vLLM API servers")
+    assert command.layout.api_servers == int(api or given or 1)

@@ -12,8 +12,8 @@ import pytest
 import urllib3
 
 from tests.helpers import JsonPosts, serve_http
-from vllm_dropin.adapter.client import JsonConnection, UpstreamStatusError, unreachable
 from vllm_dropin.contract import UPSTREAM_KEEPALIVE_S
+from vllm_dropin.drum.client import JsonConnection, UpstreamStatusError, unreachable
 
 ANSWERS = {
     "/v1/chat/completions": (200, "application/json", b'{"choices": []}'),

@@ -5,12 +5,14 @@ import shlex
 
 import pytest
 
-from vllm_dropin import plan, process_env, runtime_params, vllm_command
+from tests.helpers import plan_of
+from vllm_dropin.config import runtime_params
+from vllm_dropin.config.settings import PARAMETERS
 from vllm_dropin.contract import REQUESTS_FOR_A_BATCH_IN_FLIGHT, BatchSettings
 from vllm_dropin.errors import ConfigError
-from vllm_dropin.gpus import GpuInventory
-from vllm_dropin.launch import vllm_entry
-from vllm_dropin.settings import PARAMETERS
+from vllm_dropin.launch import process_env, vllm_command, vllm_entry
+from vllm_dropin.planning import plan
+from vllm_dropin.planning.gpus import GpuInventory
 
 TOKEN = "hf_TOPSECRET123"
 TWO_GPUS = GpuInventory(2, 80.0)
@@ -23,7 +25,7 @@ def values(**raw):
 
 def full(settings, engine, code_dir, **kw):
     """The plan and vLLM's command, as the vLLM process builds it."""
-    p = plan.build(settings, engine, code_dir, **kw)
+    p = plan_of(settings, engine, code_dir, **kw)
     return p, vllm_command.build(p)
 
 
@@ -66,22 +68,19 @@ def test_model_precedence(code_dir, engine, hook_filled, param, expected_ref, ex
 
 def test_no_model_is_a_clear_error(code_dir):
     with pytest.raises(ConfigError, match="no model to serve: set runtime parameter 'model'"):
-        plan.build(values(), [], code_dir)
+        plan_of(values(), [], code_dir)
 
 
-def test_a_pending_hook_is_assumed_to_fill_the_folder_until_it_ran(code_dir):
-    settings = values()
-    p = plan.build(settings, [], code_dir, hook_pending=True)
+def test_the_folder_load_model_filled_is_served_under_its_name(code_dir):
+    fill(code_dir / "vllm")
+    p = plan_of(values(), [], code_dir)
     assert p.model.ref == str(code_dir / "vllm")
     assert p.model.name == "vllm"
-    with pytest.raises(ConfigError, match="no model to serve"):  # the hook ran and filled nothing
-        plan.settle_model(p, settings, code_dir)
-    fill(code_dir / "vllm")
-    assert plan.settle_model(p, settings, code_dir).model.origin.endswith("(filled by load_model or shipped)")
+    assert p.model.origin.endswith("(filled by load_model or shipped)")
 
 
 def test_the_plan_travels_as_json_without_the_token(code_dir):
-    p = plan.build(
+    p = plan_of(
         values(model="org/gated", HuggingFaceToken=CRED, max_model_len=512), ["-tp", "2"], code_dir, gpus=TWO_GPUS
     )
     text = p.to_json()
@@ -158,7 +157,7 @@ def test_runtime_values_are_checked_by_vllm_too(code_dir):
 
 def test_local_model_runs_offline_and_gets_no_token(code_dir):
     model = fill(code_dir / "weights")
-    p = plan.build(values(model=str(model), HuggingFaceToken=CRED), [], code_dir)
+    p = plan_of(values(model=str(model), HuggingFaceToken=CRED), [], code_dir)
     env = process_env.vllm_env(p, {"PATH": "/bin", "HF_TOKEN": TOKEN}, "key123")
     assert env["HF_HUB_OFFLINE"] == "1"
     assert "HF_TOKEN" not in env
@@ -186,7 +185,7 @@ def test_secrets_of_the_platform_never_reach_vllm(code_dir):
         "AWS_SECRET_ACCESS_KEY": "aws",
         "SOME_API_KEY": "k",
     }
-    env = process_env.vllm_env(plan.build(values(model="m"), [], code_dir), base, "key")
+    env = process_env.vllm_env(plan_of(values(model="m"), [], code_dir), base, "key")
     assert {"PATH", "CUDA_VISIBLE_DEVICES"} <= set(env)
     assert not {k for k in base if k not in ("PATH", "CUDA_VISIBLE_DEVICES")} & set(env)
 
@@ -201,14 +200,14 @@ def test_describe_masks_secrets_and_shows_sampling(code_dir):
     assert "max_tokens=7" in text
     assert "temperature=0.0" in text
     assert "vLLM command: vllm serve org/gated" in text
-    rows = p.batch.max_concurrent_rows
+    rows = a.layout.rows_in_flight
     assert f"rows_per_request=1 (a batch of at most {rows} rows: {REQUESTS_FOR_A_BATCH_IN_FLIGHT} requests)" in text
     p = dataclasses.replace(p, batch=dataclasses.replace(p.batch, rows_per_request=4))
     assert "rows_per_request=4 " in " ".join(vllm_command.describe(p, a, {}, 1)) + " "
 
 
 def test_caches_stay_out_of_the_users_home(code_dir, tmp_path):
-    p = plan.build(values(model="m", cache_dir=str(tmp_path / "c")), [], code_dir)
+    p = plan_of(values(model="m", cache_dir=str(tmp_path / "c")), [], code_dir)
     env = process_env.cache_env(p.cache_dir)
     assert all(v.startswith(str(tmp_path / "c")) for v in env.values())
     assert {"HOME", "HF_HOME", "VLLM_CACHE_ROOT"} <= set(env)
@@ -218,31 +217,31 @@ def test_the_vllm_process_builds_the_same_command_from_the_json_plan(code_dir):
     p, a = full(
         values(model="org/gated", HuggingFaceToken=CRED, max_model_len=512), ["-tp", "2"], code_dir, gpus=TWO_GPUS
     )
-    argv, _ = vllm_entry.plan_lines(plan.LaunchPlan.from_json(p.to_json()), 8000)
-    assert argv == a.bound_to(8000)
+    command, _ = vllm_entry.planned(plan.LaunchPlan.from_json(p.to_json()), 8000)
+    assert command == a
 
 
 def test_the_vllm_process_rejects_unknown_flags_before_vllm_runs(code_dir):
-    p = plan.build(values(model="m"), ["--max-modle-len", "64"], code_dir)
+    p = plan_of(values(model="m"), ["--max-modle-len", "64"], code_dir)
     with pytest.raises(ConfigError, match=r"unknown vLLM flag --max-modle-len \(did you mean --max-model-len\?\)"):
-        vllm_entry.plan_lines(p, 8000)
+        vllm_entry.planned(p, 8000)
 
 
 def test_cpu_parameters_feed_vllms_environment_and_unset_ones_keep_the_images(code_dir):
     fill(code_dir / "vllm")
     vals = values(cpu_kvcache_space_gib=2, cpu_omp_threads_bind="0-1")
-    env = process_env.vllm_env(plan.build(vals, [], code_dir), {"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}, "key")
+    env = process_env.vllm_env(plan_of(vals, [], code_dir), {"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}, "key")
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "2"
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
     assert env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "1"  # unset parameter: the image's ENV default stays
 
 
 def test_batch_sampling_settings_that_fail_every_row_stop_startup_naming_them(code_dir):
-    p = plan.build(values(model="m", n=2, temperature=0), [], code_dir)
+    p = plan_of(values(model="m", n=2, temperature=0), [], code_dir)
     with pytest.raises(ConfigError) as err:
-        vllm_entry.plan_lines(p, 8000)
+        vllm_entry.planned(p, 8000)
     assert str(err.value) == (
         "runtime parameters 'n' = 2, 'temperature' = 0.0, 'max_tokens' = 256 (batch predictions) conflict: vLLM "
         'rejects them with "n must be 1 when using greedy sampling, got 2."; change one of them'
     )
-    vllm_entry.plan_lines(plan.build(values(model="m", n=2, temperature=0.5), [], code_dir), 8000)
+    vllm_entry.planned(plan_of(values(model="m", n=2, temperature=0.5), [], code_dir), 8000)

@@ -5,9 +5,10 @@ import time
 
 import pytest
 
-from tests.helpers import serve_folder
-from vllm_dropin import plan, preflight, runtime_params
+from tests.helpers import config_of, facts_of, plan_of, serve_folder
+from vllm_dropin.config import runtime_params
 from vllm_dropin.errors import ConfigError
+from vllm_dropin.model import preflight
 
 
 def model_folder(root, config=None, tokenizer=True):
@@ -21,10 +22,10 @@ def model_folder(root, config=None, tokenizer=True):
 
 
 def run(tmp_path, params, engine=(), environ=None):
-    settings = runtime_params.parse(params)
-    launch = plan.build(settings, list(engine), tmp_path)
-    preflight.check(launch, settings, environ or {})
-    return launch
+    config = config_of(runtime_params.parse(params), list(engine), tmp_path)
+    facts = facts_of(config)
+    preflight.check(facts, config.settings, config.engine_args, environ or {})
+    return facts
 
 
 @pytest.mark.parametrize(
@@ -75,7 +76,7 @@ def test_a_separate_tokenizer_is_allowed(tmp_path):
 
 
 def test_a_path_that_does_not_exist_is_never_sent_to_the_hub(tmp_path):
-    launch = plan.build(runtime_params.parse({"model": "/models/llama-3-8b-instruct"}), [], tmp_path)
+    launch = plan_of(runtime_params.parse({"model": "/models/llama-3-8b-instruct"}), [], tmp_path)
     assert launch.model.local
 
 

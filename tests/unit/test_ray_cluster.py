@@ -7,14 +7,16 @@ import sys
 import pytest
 
 from demo.running import START_SERVER
-from vllm_dropin import parallel, plan, runtime_params, vllm_flags
+from tests.helpers import plan_of
+from vllm_dropin.config import runtime_params, vllm_flags
 from vllm_dropin.errors import ConfigError
-from vllm_dropin.footprint import ModelFootprint
-from vllm_dropin.gpus import GpuInventory
 from vllm_dropin.launch import ray_cluster, ray_nodes, vllm_server
-from vllm_dropin.parallel import ParallelInputs
+from vllm_dropin.model.footprint import Weights
+from vllm_dropin.planning import parallel, plan
+from vllm_dropin.planning.gpus import GpuInventory
+from vllm_dropin.planning.parallel import ParallelInputs
 
-SMALL = ModelFootprint(2_000_000_000, 1_000_000_000, "bfloat16", 32, "safetensors headers")
+SMALL = Weights(1_000_000_000, None, "bfloat16", 32, "safetensors headers")
 
 
 @pytest.mark.parametrize(
@@ -41,7 +43,7 @@ def test_data_parallel_over_ray_nodes_is_one_clear_line():
 
 def test_the_cluster_reaches_vllm_through_the_plan(tmp_path):
     settings = runtime_params.parse({"model": str(tmp_path), "ray_nodes": 2})
-    built = plan.build(settings, [], tmp_path, GpuInventory(1, 79.6))
+    built = plan_of(settings, [], tmp_path, GpuInventory(1, 79.6))
     clustered = ray_cluster.with_cluster(built, "127.0.0.1:6379", 2, 2)
     again = plan.LaunchPlan.from_json(clustered.to_json())  # as the vLLM process receives it
     assert again.parallel.nodes == 2 and again.parallel.gpus == GpuInventory(2, 79.6)

@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from vllm_dropin import runtime_params
+from vllm_dropin.config import runtime_params
+from vllm_dropin.config.settings import BY_NAME, PARAMETERS
 from vllm_dropin.errors import ConfigError
-from vllm_dropin.settings import BY_NAME, PARAMETERS
 
 SECRET = "hf_TOPSECRET123"
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from vllm_dropin.settings import PARAMETERS, metadata_definition
+from vllm_dropin.config.settings import PARAMETERS, metadata_definition
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "custom_model_template"
 
@@ -24,7 +24,7 @@ def test_drum_accepts_the_metadata():
 
 
 def test_engine_config_example_is_valid():
-    from vllm_dropin import engine_config, vllm_flags
+    from vllm_dropin.config import engine_config, vllm_flags
 
     vllm_flags.parse(engine_config.load(TEMPLATE), "engine_config.json")
 

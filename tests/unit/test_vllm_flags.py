@@ -2,9 +2,9 @@
 
 import pytest
 
-from vllm_dropin import vllm_flags
+from vllm_dropin.config import vllm_flags
+from vllm_dropin.config.settings import PARAMETERS
 from vllm_dropin.errors import ConfigError
-from vllm_dropin.settings import PARAMETERS
 
 
 @pytest.mark.parametrize(

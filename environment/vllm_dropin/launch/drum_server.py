@@ -12,20 +12,20 @@ from pathlib import Path
 
 from gunicorn.util import parse_address
 
-from .. import process_env
-from ..contract import DEFAULT_TARGET, TARGET_VAR, VllmEndpoint, WorkerContract
-from ..errors import StartupError
-from ..plan import LaunchPlan
-from ..settings import PARAMETERS
-from .processes import Child
+from vllm_dropin.config.settings import PARAMETERS
+from vllm_dropin.contract import DEFAULT_TARGET, TARGET_VAR, VllmEndpoint, WorkerContract
+from vllm_dropin.errors import StartupError
+from vllm_dropin.launch import process_env
+from vllm_dropin.launch.processes import Child
+from vllm_dropin.planning.plan import LaunchPlan
 
-ADAPTER_CODE_DIR = Path(__file__).resolve().parent.parent / "adapter" / "drum_code"
+DRUM_CODE_DIR = Path(__file__).resolve().parents[1] / "drum" / "drum_code"
 
 # DRUM's gunicorn reads these as runtime parameters. A sync worker answers one request at a
 # time; gevent lets one worker hold many chat streams and batch requests while they wait on
 # vLLM. DRUM's gevent worker closes a new connection whose first byte has not been read within
-# 2 s; a worker busy relaying hundreds of streams reads late, and those clients got ReadError
-# (measured: 104 of 1024 streamed chats at 256 in flight on one H200). Keep-alive (DRUM: off)
+# 2 s; a worker busy relaying hundreds of streams reads late, and those clients get ReadError.
+# Keep-alive (DRUM: off)
 # spares a client a new connection per request. Users who set them keep their values.
 DRUM_SERVER_DEFAULTS = {
     "DRUM_GUNICORN_WORKER_CLASS": {"type": "string", "payload": "gevent"},
@@ -37,9 +37,8 @@ DRUM_SERVER_DEFAULTS = {
 # gunicorn's command-line settings from the environment; ours is reuse_port: each DRUM worker
 # listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new connections over them.
 # On gunicorn's one shared socket the worker that wakes first accepts a burst of connections
-# alone, and a keep-alive client stays where it landed (H100, 4 workers: 53/6/3/2 of 64 client
-# connections, 129/81/42/4 of 256; with reuse_port 21/17/13/13 and 72/65/60/59, and 256 streamed
-# chats 143-156 -> 180-191 req/s). A user's GUNICORN_CMD_ARGS replaces ours.
+# alone, and a keep-alive client stays where it landed, so a few workers carry most of the load.
+# A user's GUNICORN_CMD_ARGS replaces ours.
 GUNICORN_ARGS_VAR = "GUNICORN_CMD_ARGS"
 GUNICORN_ARGS = "--reuse-port"
 
@@ -78,15 +77,15 @@ def default_workers(cpus: int | None) -> int:
     """DRUM worker processes when the user sets none: one per 2 cores, 1 to 8.
 
     One gevent worker holds thousands of connections but starts its requests one after another
-    (~1-2 ms of CPU each) and re-encodes every streamed chunk on one core. On an H100 host (16
-    cores) 4 workers were ~9 % busy at 256 streams, yet a wave of 256 new chats waited in line
-    behind each worker. 8 workers cut what DRUM adds to the median first token from +37 to +24 ms
-    and to a burst of 64 from +22 to +11 ms (medians of 4 deployments), for ~176 MiB each.
-    2-core CPU hosts keep one: vLLM's engine needs the cores there."""
+    and re-encodes every streamed chunk on one core, so a wave of new chats waits in line behind
+    each worker; more workers shorten the line (bench/README.md) for a process each. 2-core CPU
+    hosts keep one: vLLM's engine needs the cores there."""
     return max(1, min(8, (cpus or 1) // 2))
 
 
-def drum_env(plan: LaunchPlan, endpoint: VllmEndpoint, base: Mapping[str, str], address: str) -> dict[str, str]:
+def drum_env(
+    plan: LaunchPlan, endpoint: VllmEndpoint, base: Mapping[str, str], address: str, layout_file: Path
+) -> dict[str, str]:
     """DRUM's environment: the platform's (it needs DATAROBOT_* and runtime params) plus the worker
     contract, minus our credential parameters (the workers need none: the contract carries vLLM's key)."""
     secrets = {f"MLOPS_RUNTIME_PARAM_{p.name}" for p in PARAMETERS if p.type == "credential"}
@@ -109,6 +108,7 @@ def drum_env(plan: LaunchPlan, endpoint: VllmEndpoint, base: Mapping[str, str], 
         endpoint,
         plan.batch,
         plan.startup_timeout,
+        str(layout_file),
         base.get(TARGET_VAR) or DEFAULT_TARGET,
         [a.name for a in plan.adapters],
     )
@@ -123,7 +123,7 @@ def drum_command(address: str) -> list[str]:
         drum,
         "server",
         "--code-dir",
-        str(ADAPTER_CODE_DIR),
+        str(DRUM_CODE_DIR),
         "--target-type",
         "textgeneration",
         "--address",
@@ -131,7 +131,6 @@ def drum_command(address: str) -> list[str]:
     ]
 
 
-def start(plan: LaunchPlan, endpoint: VllmEndpoint, address: str) -> Child:
-    return Child(
-        "drum", drum_command(address), drum_env(plan, endpoint, os.environ, address), secrets=[endpoint.api_key]
-    )
+def start(plan: LaunchPlan, endpoint: VllmEndpoint, address: str, layout_file: Path) -> Child:
+    env = drum_env(plan, endpoint, os.environ, address, layout_file)
+    return Child("drum", drum_command(address), env, secrets=[endpoint.api_key])

@@ -17,12 +17,11 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from .. import process_env
-from ..errors import ConfigError, StartupError
-from ..gpus import GpuInventory
-from ..plan import LaunchPlan
-from . import failure, vllm_server
-from .processes import Child
+from vllm_dropin.errors import ConfigError, StartupError
+from vllm_dropin.launch import failure, process_env, vllm_server
+from vllm_dropin.launch.processes import Child
+from vllm_dropin.planning.gpus import GpuInventory
+from vllm_dropin.planning.plan import LaunchPlan
 
 log = logging.getLogger(__name__)
 RAY_CLI = ["-m", "ray.scripts.scripts"]

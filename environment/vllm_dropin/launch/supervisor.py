@@ -1,4 +1,4 @@
-"""`serve`: prepare the plan, run the model's hook, start vLLM and DRUM together, own their lifecycle.
+"""`serve`: run the pipeline (hook, fetch, plan), then start vLLM and DRUM together and own their lifecycle.
 
 DRUM starts alongside vLLM (its startup overlaps vLLM's) and its workers wait for vLLM's health
 before they serve. If either child dies, the other is stopped and we exit non-zero so the
@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import threading
-import traceback
 from pathlib import Path
 
-from .. import events, preflight, runtime_params, user_hook
-from .. import plan as plan_mod
-from ..artifacts import fetch as artifacts
-from ..errors import ArtifactError, DropinError, ExitCode, HookError
-from ..plan import LaunchPlan
-from ..prepare import prepare
-from ..settings import Settings
-from . import drum_server, ray_cluster, vllm_server
-from .processes import Child
+from vllm_dropin import events, pipeline
+from vllm_dropin.config import Config, runtime_params
+from vllm_dropin.contract import Layout
+from vllm_dropin.errors import ArtifactError, ConfigError, DropinError, ExitCode, report_failure
+from vllm_dropin.launch import drum_server, ray_cluster, vllm_server
+from vllm_dropin.launch.processes import Child
+from vllm_dropin.model import hook as model_hook
+from vllm_dropin.model import preflight
+from vllm_dropin.model.artifacts import fetch as artifacts
+from vllm_dropin.model.facts import ModelFacts
+from vllm_dropin.model.source import ModelSource
+from vllm_dropin.planning.plan import LaunchPlan
 
 log = logging.getLogger("vllm_dropin")
 
@@ -33,6 +37,7 @@ log = logging.getLogger("vllm_dropin")
 DRAIN_GRACE_S = {"drum": 25.0, "vllm": 15.0, "ray-nodes": 2.0, "ray": 10.0}
 FAILED_GRACE_S = 2.0
 WATCH_S = 0.5
+LAYOUT_FILE = "layout.json"
 
 
 def _install_signal_handlers(stop: threading.Event) -> dict[int, object]:
@@ -52,45 +57,60 @@ def _watch(children: list[Child], stop: threading.Event) -> Child | None:
     return None
 
 
-def report_failure(exc: DropinError, reporter: events.EventReporter | None = None) -> ExitCode:
-    """The one handler of every failure: log its line (and detail), report it, give its exit code."""
-    if isinstance(exc, HookError) and exc.__cause__ is not None:  # the user's own code: its traceback helps
-        cause = exc.__cause__
-        traceback.print_exception(type(cause), cause, cause.__traceback__)
-    if exc.detail is not None:
-        log.info("last log lines of the failed process:\n%s", exc.detail)
-    log.error("%s", exc)  # last, so that it is the pod log's last line of ours
-    if reporter is not None:
-        reporter.report("Deployment failed", str(exc))
-    return exc.exit_code
+class Serving:
+    """The pipeline's effects as `serve` has them: done, reported to the platform, stoppable."""
 
+    def __init__(self, reporter: events.EventReporter, stop: threading.Event) -> None:
+        self.reporter = reporter
+        self.stop = stop
 
-def _fetched(
-    plan: LaunchPlan, settings: Settings, code_dir: Path, reporter: events.EventReporter, stop: threading.Event
-) -> LaunchPlan | None:
-    """The plan once artifact_uri is fetched into the cache; None if asked to stop meanwhile (what
-    arrived whole stays cached)."""
-    reporter.report("Fetching model", plan.model.artifact or "")
-    try:
-        artifacts.fetch(settings, plan.cache_dir, reporter, stop.is_set)
-    except ArtifactError:
-        if stop.is_set():
-            return None
-        raise
-    return plan_mod.settle_model(plan, settings, code_dir)
+    def check_flags(self, config: Config) -> None:
+        vllm_server.check_flags(config)
+
+    def run_hook(self, hook: pipeline.Hook, config: Config) -> bool:
+        self.reporter.report(
+            "load_model hook started", f"running load_model from {config.code_dir / model_hook.CUSTOM_FILE}"
+        )
+        model_hook.run(hook, config.code_dir)
+        self.reporter.report("load_model hook finished")
+        return not self.stop.is_set()  # asked to stop while the hook ran: launch nothing
+
+    def no_model(self, error: ConfigError, config: Config) -> ModelSource:
+        raise error
+
+    def fetch(self, config: Config, model: ModelSource) -> bool:
+        """artifact_uri into the cache; False if asked to stop meanwhile (what arrived whole stays cached)."""
+        self.reporter.report("Fetching model", model.artifact or "")
+        try:
+            artifacts.fetch(config.settings, config.cache_dir, self.reporter, self.stop.is_set)
+        except ArtifactError:
+            if self.stop.is_set():
+                return False
+            raise
+        return True
+
+    def preflight(self, facts: ModelFacts, config: Config) -> None:
+        preflight.check(facts, config.settings, config.engine_args, os.environ)
+
+    def say(self, stage: str, text: str) -> None:
+        log.info("%s: %s", stage, text)
 
 
 def _over_ray_cluster(
-    plan: LaunchPlan, settings: Settings, reporter: events.EventReporter, stop: threading.Event, children: list[Child]
+    plan: LaunchPlan,
+    reporter: events.EventReporter,
+    stop: threading.Event,
+    children: list[Child],
+    port: int,
+    nodes: int,
 ) -> LaunchPlan | None:
     """Start the Ray head (a watched child), wait for every node, then watch that they stay (a child
     too); the plan over the cluster's GPUs. None if asked to stop meanwhile."""
     ray_cluster.require_ray()
-    head = ray_cluster.start_head(settings.ray_port)
+    head = ray_cluster.start_head(port)
     children.append(head)
-    address = f"{ray_cluster.node_ip()}:{settings.ray_port}"
-    reporter.report("Ray head started", f"waiting for {settings.ray_nodes} nodes on port {settings.ray_port}")
-    nodes = settings.ray_nodes or 1
+    address = f"{ray_cluster.node_ip()}:{port}"
+    reporter.report("Ray head started", f"waiting for {nodes} nodes on port {port}")
     cluster = ray_cluster.wait_for_nodes(address, nodes, plan.startup_timeout, stop.is_set, head)
     if cluster is None:
         return None
@@ -105,40 +125,29 @@ def _run(
     stop: threading.Event,
     children: list[Child],
     ready: threading.Event,
+    run_dir: Path,
 ) -> ExitCode:
     settings = runtime_params.read()
     reporter.set_verify_ssl(settings.verifySSL)
-    prepared = prepare(code_dir, settings, os.environ)
     drum_server.check_address(address)  # before a long load_model or download, not after
-    if prepared.load_model is not None or prepared.plan.model.assumed:
-        # Fail on a bad flag before a long load_model or download: vLLM's parser, in vLLM's Python.
-        vllm_server.check(prepared.plan)
-    if prepared.load_model is not None:
-        reporter.report("load_model hook started", f"running load_model from {code_dir / user_hook.CUSTOM_FILE}")
-        user_hook.run(prepared.load_model, code_dir)
-        reporter.report("load_model hook finished")
-        if stop.is_set():  # asked to stop while the hook ran: launch nothing
-            return ExitCode.OK
-    plan = prepared.settled()
-    if plan.model.artifact is not None:
-        plan = _fetched(plan, settings, code_dir, reporter, stop)
-        if plan is None:
-            return ExitCode.OK
-    preflight.check(plan, settings, os.environ)
-    vllm_server.prepare_cache(plan)
+    plan = pipeline.run(code_dir, settings, os.environ, Serving(reporter, stop))
+    if plan is None:
+        return ExitCode.OK
+    vllm_server.prepare_cache(plan.cache_dir)
     if settings.ray_nodes:
-        plan = _over_ray_cluster(plan, settings, reporter, stop, children)
+        plan = _over_ray_cluster(plan, reporter, stop, children, settings.ray_port, settings.ray_nodes)
         if plan is None:
             return ExitCode.OK
 
-    vllm, endpoint = vllm_server.start(plan)
+    layout_file = run_dir / LAYOUT_FILE
+    vllm, endpoint = vllm_server.start(plan, layout_file)
     children.append(vllm)
     reporter.report("vLLM launching", f"serving {plan.model.ref}")
-    children.append(drum_server.start(plan, endpoint, address))
+    children.append(drum_server.start(plan, endpoint, address, layout_file))
     waited = vllm_server.wait_healthy(vllm, endpoint, plan.startup_timeout, stop.is_set, children)
     if waited is None:
         return ExitCode.OK
-    reporter.report("vLLM ready", f"healthy after {waited:.1f} s")
+    reporter.report("vLLM ready", f"healthy after {waited:.1f} s; {Layout.read(layout_file).describe()}")
     ready.set()
     log.info("DRUM serving on %s once its workers see vLLM healthy", address)
     dead = _watch(children, stop)
@@ -153,8 +162,9 @@ def serve(code_dir: Path, address: str) -> int:
     previous = _install_signal_handlers(stop)
     children: list[Child] = []
     ready = threading.Event()
+    run_dir = Path(tempfile.mkdtemp(prefix="vllm-dropin-run-"))  # this launch's files, gone when it ends
     try:
-        return _run(code_dir, address, reporter, stop, children, ready)
+        return _run(code_dir, address, reporter, stop, children, ready, run_dir)
     except DropinError as exc:
         return report_failure(exc, reporter)
     finally:
@@ -162,6 +172,7 @@ def serve(code_dir: Path, address: str) -> int:
         for child in reversed(children):
             code = child.stop(DRAIN_GRACE_S[child.name] if draining else FAILED_GRACE_S)
             log.info("%s stopped (exit code %s)", child.name, code)
+        shutil.rmtree(run_dir, ignore_errors=True)
         reporter.close()
         for sig, old in previous.items():
             signal.signal(sig, old)

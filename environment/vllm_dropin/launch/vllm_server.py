@@ -10,12 +10,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .. import health, process_env
-from ..contract import VllmEndpoint
-from ..errors import ConfigError, DropinError, ExitCode, ServingError, StartupError
-from ..plan import LaunchPlan
-from . import failure, vllm_entry
-from .processes import SHOWN_LINES, Child
+from vllm_dropin import health
+from vllm_dropin.config import Config
+from vllm_dropin.contract import VllmEndpoint
+from vllm_dropin.errors import ConfigError, DropinError, ExitCode, ServingError, StartupError
+from vllm_dropin.launch import failure, process_env, vllm_entry
+from vllm_dropin.launch.processes import SHOWN_LINES, Child
+from vllm_dropin.planning.plan import LaunchPlan
 
 # The Python that has vLLM; default: ours. The CUDA image keeps vLLM in the base image's Python
 # and DRUM in a venv of its own, so neither closure can break the other.
@@ -30,8 +31,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def prepare_cache(plan: LaunchPlan) -> None:
-    for path in process_env.cache_env(plan.cache_dir).values():
+def prepare_cache(cache_dir: Path) -> None:
+    """Every cache folder under cache_dir made and writable, or ConfigError naming it."""
+    for path in process_env.cache_env(cache_dir).values():
         try:
             Path(path).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -52,13 +54,28 @@ def _entry(plan: LaunchPlan, api_key: str, mode: list[str]) -> tuple[list[str], 
     return [vllm_python(), "-m", "vllm_dropin.launch.vllm_entry", *mode], env
 
 
+def check_flags(config: Config) -> None:
+    """engine_config.json's flags, the parameters' flags and the batch settings through vLLM's own
+    parser and rules, before the model is known (so before a long load_model or download);
+    ConfigError on a bad one."""
+    env = {**process_env.without_secrets(os.environ), **process_env.cache_env(config.cache_dir)}
+    env = process_env.with_package_path(env)
+    env[vllm_entry.PLAN_VAR] = vllm_entry.flags_json(config.engine_args, config.param_flags, config.batch)
+    prepare_cache(config.cache_dir)
+    _run_check([vllm_python(), "-m", "vllm_dropin.launch.vllm_entry", "--check-flags"], env)
+
+
 def check(plan: LaunchPlan) -> list[str]:
     """The plan as vLLM's own parser sees it, launching nothing; ConfigError on a bad flag.
 
     Only the plan's lines are returned: whatever vLLM's imports print (Triton, platform
     detection) stays out of `check`'s output."""
-    prepare_cache(plan)  # vLLM writes under it as soon as it is imported
-    argv, env = _entry(plan, "<per-launch key>", ["--check"])
+    prepare_cache(plan.cache_dir)  # vLLM writes under it as soon as it is imported
+    return _run_check(*_entry(plan, "<per-launch key>", ["--check"]))
+
+
+def _run_check(argv: list[str], env: dict[str, str]) -> list[str]:
+    """The lines a checking vllm_entry printed for its plan; its config error, or a StartupError."""
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
     output = (done.stdout + done.stderr).splitlines()
     rejected = _config_error(done.returncode, output)
@@ -79,11 +96,13 @@ def _config_error(code: int, output: list[str]) -> ConfigError | None:
     return None
 
 
-def start(plan: LaunchPlan) -> tuple[Child, VllmEndpoint]:
-    """Launch the vLLM process; it checks its arguments first (a config error exits with code 2)."""
+def start(plan: LaunchPlan, layout_file: Path) -> tuple[Child, VllmEndpoint]:
+    """Launch the vLLM process; it checks its arguments first (a config error exits with code 2),
+    then writes the layout it decided to `layout_file`."""
     port = free_port()
     api_key = secrets.token_urlsafe(32)
     argv, env = _entry(plan, api_key, ["--port", str(port)])
+    env[vllm_entry.LAYOUT_VAR] = str(layout_file)
     child = Child("vllm", argv, env, secrets=[api_key, env.get("HF_TOKEN", "")])
     return child, VllmEndpoint(f"http://127.0.0.1:{port}/v1", api_key)
 

@@ -1,0 +1,1 @@
+"""Scenarios, one module each, named for what they measure; each runs as `python -m bench.scenarios.NAME`."""

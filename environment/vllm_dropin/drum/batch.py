@@ -1,0 +1,392 @@
+"""Batch predictions: every row becomes one chat completion.
+
+A row's prompt is its prompt column, or `prompt_template` filled from its columns (rendered
+when the row is sent, so memory stays O(concurrency)). Answers can be constrained to a JSON
+Schema or a list of labels (vLLM's structured outputs), and `row_details` adds the tokens used
+and why each answer stopped. Rows go to vLLM concurrently (bounded by `max_concurrent_rows`) so
+its continuous batching is used, alone or several to a request (`rows_per_request`, and a batch
+that fits in flight: vLLM's batch chat endpoint, each row still its own chat completion);
+results are written back by row position, so the output has exactly one row per input row,
+in input order. A batch that runs longer than a few seconds logs its progress (counts and rates
+only, never data).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import urllib3
+from datarobot_drum.drum.exceptions import CustomHTTPError
+
+from vllm_dropin import prompt_template
+from vllm_dropin.contract import BatchSettings
+from vllm_dropin.drum.client import Upstream, UpstreamStatusError, unreachable
+
+ERROR_COLUMN = "error"
+DETAIL_COLUMNS = ("prompt_tokens", "completion_tokens")
+MAX_LISTED_ERRORS = 5
+PROGRESS_EVERY_S = 5.0
+log = logging.getLogger("vllm_dropin.batch")
+
+
+@dataclass(slots=True)
+class RowResult:
+    choices: list[str] | None = None
+    error: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reasons: list[str | None] = field(default_factory=list)
+
+
+class Problem(str):
+    """Why a row cannot be sent, in place of its prompt."""
+
+
+class RoutedPrompt(str):
+    """A row's prompt and the LoRA adapter its row names."""
+
+    model: str
+
+
+class AdapterColumn(Sequence[Any]):
+    """The rows' prompts, each routed to the adapter its row names in `column` (empty: the default)."""
+
+    def __init__(self, prompts: Sequence[Any], cells: pd.Series, column: str, served: list[str]) -> None:
+        self._prompts, self._cells, self._column, self._served = prompts, cells, column, set(served)
+
+    def __len__(self) -> int:
+        return len(self._prompts)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        prompt, cell = self._prompts[i], self._cells.iat[i]
+        if prompt_problem(prompt) or prompt_template.empty(cell):
+            return prompt
+        if not isinstance(cell, str) or cell not in self._served:
+            return Problem(f"the adapter named in column '{self._column}' is not served (GET /v1/models lists them)")
+        routed = RoutedPrompt(prompt)
+        routed.model = cell
+        return routed
+
+
+class TemplatePrompts(Sequence[str]):
+    """The rows' prompts from a template, each rendered when asked for (a Problem for an empty cell)."""
+
+    def __init__(self, data: pd.DataFrame, template: prompt_template.Template) -> None:
+        self._columns = {name: data[name] for name in template.columns}
+        self._template = template
+        self._rows = len(data)
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def __getitem__(self, i):  # type: ignore[override]
+        row = {name: column.iat[i] for name, column in self._columns.items()}
+        for name, value in row.items():
+            if prompt_template.empty(value):
+                return Problem(f"column '{name}' is empty" + (" (missing value)" if not isinstance(value, str) else ""))
+        return self._template.render(row)
+
+
+def choice_columns(target: str, n: int) -> list[str]:
+    """Output columns: the target holds choice 1, then choice_2 ... choice_n."""
+    return [target] + [f"choice_{i}" for i in range(2, n + 1)]
+
+
+def prompt_problem(value: Any) -> str | None:
+    """Why a cell cannot be sent as a prompt, or None when it can."""
+    if isinstance(value, Problem):
+        return str(value)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "prompt is empty (missing value)"
+    if not isinstance(value, str):
+        return f"prompt is not text ({type(value).__name__})"
+    if not value.strip():
+        return "prompt is empty"
+    return None
+
+
+def messages_for(prompt: str, system_prompt: str | None) -> list[dict[str, str]]:
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return [*system, {"role": "user", "content": prompt}]
+
+
+def request_for(prompt: str, settings: BatchSettings, model: str) -> dict[str, Any]:
+    """The chat completion of one row."""
+    return {"model": model, "messages": messages_for(prompt, settings.system_prompt), **sampling(settings)}
+
+
+def request_for_rows(prompts: Sequence[str], settings: BatchSettings, model: str) -> dict[str, Any]:
+    """The chat completions of several rows in one request to vLLM's batch endpoint: one
+    conversation per row, the same sampling for each (what request_for sends for every row)."""
+    conversations = [messages_for(prompt, settings.system_prompt) for prompt in prompts]
+    return {"model": model, "messages": conversations, **sampling(settings)}
+
+
+def sampling(settings: BatchSettings) -> dict[str, Any]:
+    body: dict[str, Any] = {"max_tokens": settings.max_tokens, "n": settings.n}
+    if settings.temperature is not None:
+        body["temperature"] = settings.temperature
+    if settings.response_schema is not None:  # vLLM then runs without free whitespace (vllm_command)
+        body["structured_outputs"] = {"json": _schema(settings.response_schema)}
+    elif settings.response_choices is not None:
+        body["structured_outputs"] = {"choice": settings.response_choices}
+    return body
+
+
+@functools.lru_cache(maxsize=4)
+def _schema(text: str) -> dict[str, Any]:
+    return json.loads(text)
+
+
+def column_names(columns: Sequence[Any], shown: int = 20, longest: int = 40) -> list[str]:
+    """Column names for an error message: a few, each short (a CSV sent without a header has its
+    first row, prompts included, as column names; those must not come back whole)."""
+    names = [str(c) if len(str(c)) <= longest else f"<a {len(str(c))}-character name>" for c in columns[:shown]]
+    return names + ([f"and {len(columns) - shown} more"] if len(columns) > shown else [])
+
+
+def _present(data: pd.DataFrame) -> str:
+    return ", ".join(column_names(data.columns)) or "(none)"
+
+
+def prompts_of(data: pd.DataFrame, settings: BatchSettings) -> Sequence[Any]:
+    """Each row's prompt (or Problem), from the template or the prompt column; 422 for a missing column."""
+    if settings.prompt_template is not None:
+        template = prompt_template.parse(settings.prompt_template)
+        missing = [name for name in template.columns if name not in data.columns]
+        if missing:
+            named = ", ".join(f"'{name}'" for name in column_names(missing))
+            raise CustomHTTPError(
+                f"runtime parameter 'prompt_template' names column(s) {named} that the request lacks; "
+                f"columns present: {_present(data)}",
+                status_code=422,
+            )
+    elif settings.prompt_column_name not in data.columns:
+        raise CustomHTTPError(
+            f"prompt column '{settings.prompt_column_name}' is missing; columns present: {_present(data)} "
+            "(set runtime parameter 'prompt_column_name' or 'prompt_template' to use others)",
+            status_code=422,
+        )
+    if settings.lora_adapter_column is not None and settings.lora_adapter_column not in data.columns:
+        raise CustomHTTPError(
+            f"adapter column '{settings.lora_adapter_column}' is missing; columns present: {_present(data)} "
+            "(runtime parameter 'lora_adapter_column')",
+            status_code=422,
+        )
+    if data.empty:
+        raise CustomHTTPError("the request has columns but no rows: nothing to predict", status_code=422)
+    if settings.prompt_template is not None:
+        return TemplatePrompts(data, template)
+    return data[settings.prompt_column_name].tolist()
+
+
+def routed(prompts: Sequence[Any], data: pd.DataFrame, upstream: Upstream) -> Sequence[Any]:
+    """The prompts, routed row by row to the adapter named in the adapter column, if one is set."""
+    column = upstream.batch.lora_adapter_column
+    if column is None:
+        return prompts
+    return AdapterColumn(prompts, data[column], column, upstream.lora_adapters)
+
+
+def _model(upstream: Upstream, prompt: str) -> str:
+    return getattr(prompt, "model", None) or upstream.batch.lora_adapter or upstream.model
+
+
+def _post(upstream: Upstream, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """vLLM's JSON answer as a dict, over a connection lent to this request (no typed model: the
+    three fields read here do not pay for one)."""
+    with upstream.posts.client() as connection:
+        return connection.post(path, body)
+
+
+def _content(choice: dict[str, Any]) -> str:
+    return (choice.get("message") or {}).get("content") or ""
+
+
+def _complete(upstream: Upstream, prompt: str) -> RowResult:
+    try:
+        completion = _post(upstream, "/chat/completions", request_for(prompt, upstream.batch, _model(upstream, prompt)))
+    except UpstreamStatusError as exc:
+        if exc.status >= 500:
+            raise
+        return RowResult(error=f"rejected by vLLM: {exc.message}")
+    ordered = sorted(completion.get("choices") or [], key=lambda c: c.get("index", 0))
+    usage = completion.get("usage") or {}
+    return RowResult(
+        choices=[_content(c) for c in ordered],
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        finish_reasons=[c.get("finish_reason") for c in ordered],
+    )
+
+
+def complete_rows(upstream: Upstream, prompts: list[str]) -> list[RowResult]:
+    """Rows that share a model, in one request to vLLM's /v1/chat/completions/batch (choice i is
+    row i's answer): the per-row HTTP work is most of the adapter's own cost. A request vLLM rejects
+    is sent again row by row, so that a bad row gets its own error and the others their answers; a
+    vLLM without the endpoint (404) the same way."""
+    if len(prompts) == 1:
+        return [_complete(upstream, prompts[0])]
+    try:
+        body = request_for_rows(prompts, upstream.batch, _model(upstream, prompts[0]))
+        completion = _post(upstream, "/chat/completions/batch", body)
+    except UpstreamStatusError as exc:
+        if exc.status >= 500:
+            raise
+        return [_complete(upstream, prompt) for prompt in prompts]
+    by_row = {c.get("index", 0): c for c in completion.get("choices") or []}
+    return [_row_of(by_row.get(i)) for i in range(len(prompts))]
+
+
+def _row_of(choice: dict[str, Any] | None) -> RowResult:
+    if choice is None:
+        return RowResult(error="vLLM's batch answer has no choice for this row")
+    return RowResult(choices=[_content(choice)], finish_reasons=[choice.get("finish_reason")])
+
+
+class Progress:
+    """Logs rows done, rows/s and the time left every few seconds of a long batch."""
+
+    def __init__(self, total: int, every_s: float = PROGRESS_EVERY_S) -> None:
+        self._total, self._every = total, every_s
+        self._done = 0
+        self._started = self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def rows_done(self, count: int) -> None:
+        with self._lock:
+            self._done += count
+            now = time.monotonic()
+            if now - self._last < self._every:
+                return
+            self._last = now
+            rate = self._done / (now - self._started)
+            left = (self._total - self._done) / rate if rate else float("inf")
+            log.info("batch: %d of %d rows done, %.0f rows/s, about %.0f s left", self._done, self._total, rate, left)
+
+
+def at_once(send: Callable[[Any], None], groups: list[Any]) -> None:
+    """send(group) for every group at the same time (the first on this thread): rows taken together
+    that name different adapters go in a request per adapter, and none waits for another's."""
+    if len(groups) <= 1:
+        for group in groups:
+            send(group)
+        return
+    with ThreadPoolExecutor(max_workers=len(groups) - 1) as others:
+        later = [others.submit(send, group) for group in groups[1:]]
+        send(groups[0])
+        for done in later:
+            done.result()
+
+
+def run_rows(
+    prompts: Sequence[Any],
+    complete: Callable[[list[Any]], list[RowResult]],
+    concurrency: int,
+    progress: Progress | None = None,
+    rows_per_request: int = 1,
+) -> list[RowResult]:
+    """One RowResult per prompt, in order; bad prompts are not sent.
+
+    Workers each take the next `rows_per_request` rows until none is left, and read their prompts
+    only then: memory stays O(concurrency) whatever the CSV's length (a future per row cost ~2 KB
+    each: 200 MB for 100k rows). `concurrency` rows are in flight at most; rows taken together
+    go to `complete` together, split by the model (LoRA adapter) they name, the parts at once.
+    """
+    results: list[RowResult] = [RowResult() for _ in range(len(prompts))]
+    rows = iter(range(len(prompts)))
+    lock = threading.Lock()
+    failed = threading.Event()  # one worker's error ends the batch: the others stop taking rows
+    size = max(1, min(rows_per_request, concurrency))
+
+    def send(group: list[tuple[int, Any]]) -> None:
+        for (i, _), result in zip(group, complete([prompt for _, prompt in group]), strict=True):
+            results[i] = result
+
+    def worker() -> None:
+        while not failed.is_set():
+            with lock:
+                taken = list(itertools.islice(rows, size))
+            if not taken:
+                return
+            by_model: dict[str | None, list[tuple[int, Any]]] = {}
+            for i in taken:
+                prompt = prompts[i]
+                problem = prompt_problem(prompt)
+                if problem:
+                    results[i] = RowResult(error=problem)
+                else:
+                    by_model.setdefault(getattr(prompt, "model", None), []).append((i, prompt))
+            try:
+                at_once(send, list(by_model.values()))
+            except BaseException:
+                failed.set()
+                raise
+            if progress is not None:
+                progress.rows_done(len(taken))
+
+    requests = -(-len(prompts) // size)
+    # every row in flight at once when the batch fits (a last, shorter request included); else
+    # whole requests of `size` within `concurrency` (size <= concurrency: at least 1)
+    workers = requests if len(prompts) <= concurrency else concurrency // size
+    if workers:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for done in [pool.submit(worker) for _ in range(workers)]:
+                done.result()  # re-raises a worker's exception (vLLM unreachable, 5xx)
+    return results
+
+
+def to_frame(results: list[RowResult], target: str, settings: BatchSettings) -> pd.DataFrame:
+    """The prediction frame; in 'fail' mode, an error naming every bad row instead."""
+    failed = [(i, r.error) for i, r in enumerate(results) if r.error is not None]
+    if failed and settings.row_errors == "fail":
+        listed = "; ".join(f"row {i}: {err}" for i, err in failed[:MAX_LISTED_ERRORS])
+        more = f"; and {len(failed) - MAX_LISTED_ERRORS} more" if len(failed) > MAX_LISTED_ERRORS else ""
+        raise CustomHTTPError(
+            f"{len(failed)} of {len(results)} rows failed (rows numbered from 0): {listed}{more}. "
+            "Fix these rows, or set runtime parameter 'row_errors' to 'column' to get the other rows "
+            "with an error column.",
+            status_code=422,
+        )
+    n = settings.n
+    cells = [[*(r.choices or [])[:n], *[None] * (n - len((r.choices or [])[:n]))] for r in results]
+    frame = pd.DataFrame(cells, columns=choice_columns(target, n), dtype=object)
+    if settings.row_errors == "column":
+        frame[ERROR_COLUMN] = pd.Series([r.error for r in results], dtype=object)
+    if settings.row_details:
+        for name in DETAIL_COLUMNS:
+            frame[name] = pd.Series([getattr(r, name) for r in results], dtype=object)
+        for k, name in enumerate(finish_columns(n)):
+            frame[name] = pd.Series([(r.finish_reasons[k : k + 1] or [None])[0] for r in results], dtype=object)
+    return frame
+
+
+def finish_columns(n: int) -> list[str]:
+    """finish_reason for choice 1, then finish_reason_2 ... finish_reason_n."""
+    return ["finish_reason"] + [f"finish_reason_{i}" for i in range(2, n + 1)]
+
+
+def score(data: pd.DataFrame, upstream: Upstream) -> pd.DataFrame:
+    prompts = routed(prompts_of(data, upstream.batch), data, upstream)
+    settings = upstream.batch
+    try:
+        complete = functools.partial(complete_rows, upstream)
+        progress = Progress(len(prompts))
+        size = settings.rows_to_a_request(len(prompts))
+        results = run_rows(prompts, complete, settings.max_concurrent_rows, progress, size)
+    except urllib3.exceptions.HTTPError as exc:
+        raise CustomHTTPError(unreachable(exc), status_code=503) from None
+    except UpstreamStatusError as exc:
+        raise CustomHTTPError(f"vLLM failed: {exc.message}", status_code=502) from None
+    return to_frame(results, upstream.target, upstream.batch)

@@ -1,0 +1,186 @@
+"""Clients pointed at the entrypoint's vLLM, one per in-flight request: httpx with openai's Stream
+for streamed chats, plain urllib3 connections for batch rows and plain chats.
+
+One shared client with hundreds of pooled connections costs O(connections) per request:
+httpcore checks every idle connection's socket on each checkout and release, and under DRUM's
+gevent worker each check is an emulated poll(), most of the adapter's CPU with hundreds of rows
+in flight. Single-connection clients lent one per request keep that O(1) and still
+reuse their keep-alive connection from request to request.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import httpx2
+import openai
+import urllib3
+
+from vllm_dropin.contract import UPSTREAM_KEEPALIVE_S, BatchSettings, Layout, WorkerContract
+from vllm_dropin.drum.openai_errors import error_object
+
+Client = TypeVar("Client")
+
+
+def unreachable(exc: BaseException) -> str:
+    """One line for a failed connection to vLLM, naming the low-level cause (it holds no secret):
+    openai's error wraps it, urllib3's and httpx's are it."""
+    cause = exc.__cause__ if isinstance(exc, openai.APIConnectionError) else exc
+    detail = f"{type(cause).__name__}: {cause}" if cause else str(exc)
+    return f"vLLM server is not reachable ({detail}); if it stopped, the environment restarts"
+
+
+class ClientPool(Generic[Client]):
+    """Idle clients, last used first (its connection is the likeliest to be alive); grows on demand."""
+
+    def __init__(self, make: Callable[[], Client]) -> None:
+        self._make = make
+        self._idle: list[Client] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> Client:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._make()
+
+    def give_back(self, client: Client) -> None:
+        with self._lock:
+            self._idle.append(client)
+
+    @contextmanager
+    def client(self) -> Iterator[Client]:
+        client = self.take()
+        try:
+            yield client
+        finally:
+            self.give_back(client)
+
+
+class UpstreamStatusError(Exception):
+    """vLLM answered a request with an HTTP error."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body  # vLLM's JSON, for a chat's error in OpenAI's shape
+        # vLLM's own words (its error fields, bare or under "error"), on one line
+        self.message = error_object(status, body, f"HTTP {status}")["message"].replace("\n", " ")
+
+
+class JsonConnection:
+    """One keep-alive connection to vLLM that POSTs JSON (batch rows, plain chats) with urllib3,
+    without openai's client: per request about a quarter of its CPU (sequential against the stand-in on
+    this host: 235 vs 857 us), and openai's request building with httpx under it was most of the
+    adapter's cost per row. Idle longer than half vLLM's keep-alive, the connection is opened anew
+    before use, as the chat clients' keepalive_expiry does: it never meets one vLLM is closing."""
+
+    def __init__(self, base_url: str, api_key: str, tls: ssl.SSLContext) -> None:
+        url = urllib3.util.parse_url(base_url)
+        self._open = lambda: urllib3.connection_from_url(
+            base_url,
+            maxsize=1,
+            retries=False,  # a retry would duplicate work and hide a dead vLLM
+            timeout=urllib3.Timeout(connect=5.0, read=None),
+            **({"ssl_context": tls} if url.scheme == "https" else {}),
+        )
+        self._prefix = (url.path or "").rstrip("/")
+        self._headers = _json_headers(api_key)
+        self._pool = self._open()
+        self._used = time.monotonic()
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """vLLM's JSON answer. Raises UpstreamStatusError for an HTTP error (or an answer that is
+        not a JSON object) and urllib3's HTTPError when no answer came (refused, reset, cut off)."""
+        if time.monotonic() - self._used > UPSTREAM_KEEPALIVE_S / 2:
+            self._pool.close()
+            self._pool = self._open()
+        try:
+            reply = self._pool.urlopen(
+                "POST", self._prefix + path, body=_encoded(body), headers=self._headers, redirect=False
+            )
+        finally:
+            self._used = time.monotonic()
+        answer = _json_or_none(reply.data)
+        if reply.status >= 400:
+            raise UpstreamStatusError(reply.status, answer)
+        if not isinstance(answer, dict):
+            raise UpstreamStatusError(502, {"message": f"vLLM answered HTTP {reply.status} without a JSON object"})
+        return answer
+
+
+def _json_headers(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+
+
+def _encoded(body: dict[str, Any]) -> bytes:
+    """The request body as JSON, NaN included: vLLM judges the body (httpx's json= would raise)."""
+    return json.dumps(body).encode()
+
+
+def _json_or_none(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+class StreamClient:
+    """One keep-alive connection to vLLM for streamed chats (and the model list): a chat's request
+    goes out on httpx directly, and openai's Stream over the response decodes vLLM's SSE and raises
+    its mid-stream errors. openai's own request building (its options model deep-copies defaults,
+    then URL and header merging) is a large share of a DRUM worker's CPU per short stream, paid
+    while a burst of new streams waits for its first event (bench.relay)."""
+
+    def __init__(self, base_url: str, api_key: str, tls: ssl.SSLContext) -> None:
+        # `tls` is shared: building an SSL context per client was a sixth of the adapter's CPU
+        timeout = httpx2.Timeout(None, connect=5.0)
+        limits = httpx2.Limits(
+            max_connections=1, max_keepalive_connections=1, keepalive_expiry=UPSTREAM_KEEPALIVE_S / 2
+        )
+        self._http = openai.DefaultHttpxClient(verify=tls, limits=limits, timeout=timeout)
+        # max_retries=0: a retry would duplicate work and hide a dead vLLM
+        self.openai = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout,
+                                    http_client=self._http)  # fmt: skip
+        self._url = f"{base_url.rstrip('/')}/chat/completions"
+        self._headers = _json_headers(api_key)
+
+    def chat_stream(self, body: dict[str, Any]) -> httpx2.Response:
+        """vLLM's answer to a streamed chat, its body unread. Raises UpstreamStatusError for an HTTP
+        error and httpx's TransportError when no answer came."""
+        request = self._http.build_request("POST", self._url, content=_encoded(body), headers=self._headers)
+        response = self._http.send(request, stream=True)
+        if response.is_error:
+            try:
+                raise UpstreamStatusError(response.status_code, _json_or_none(response.read()))
+            finally:
+                response.close()
+        return response
+
+
+@dataclass
+class Upstream:
+    """What DRUM's hooks get as their model: clients of vLLM and the batch settings."""
+
+    clients: ClientPool[StreamClient]  # streamed chats, the model list
+    posts: ClientPool[JsonConnection]  # batch rows and plain chats
+    model: str  # the served name requests carry
+    batch: BatchSettings
+    target: str  # the output column of batch predictions
+    lora_adapters: list[str]  # served LoRA adapters (names a row may pick)
+
+
+def connect(contract: WorkerContract, layout: Layout) -> Upstream:
+    """Clients of the vLLM named by the contract, sized by the layout it runs (nothing is sent yet)."""
+    vllm = contract.vllm
+    tls = ssl.create_default_context()
+    pool = ClientPool(lambda: StreamClient(vllm.base_url, vllm.api_key, tls))
+    posts = ClientPool(lambda: JsonConnection(vllm.base_url, vllm.api_key, tls))
+    return Upstream(pool, posts, vllm.model, contract.batch_in(layout), contract.target, contract.lora_adapters)
