@@ -12,9 +12,8 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, Thread
 from pathlib import Path
 
 from demo.running import REPO, RunningEnvironment, runtime_param_env
-from vllm_dropin import pipeline
-from vllm_dropin.config import Config, vllm_flags
-from vllm_dropin.config.batch import settings_for_batch
+from vllm_dropin import config, pipeline
+from vllm_dropin.config import Config
 from vllm_dropin.config.settings import Settings
 from vllm_dropin.model import facts as model_facts
 from vllm_dropin.planning import plan
@@ -35,9 +34,7 @@ def load_model(code_dir):
 
 def config_of(settings: Settings, engine_args: list[str], code_dir: Path) -> Config:
     """The config stage's result for flags given here rather than in engine_config.json."""
-    return Config(
-        code_dir, settings, list(engine_args), vllm_flags.from_parameters(settings), settings_for_batch(settings)
-    )
+    return config.of(code_dir, settings, engine_args)
 
 
 def plan_of(

@@ -39,7 +39,13 @@ class Config:
         return Path(self.settings.cache_dir) if self.settings.cache_dir else DEFAULT_CACHE_DIR
 
 
+def of(code_dir: Path, settings: Settings, engine_args: list[str]) -> Config:
+    """The config from the parameters and engine flags; ConfigError naming the parameter on any problem."""
+    return Config(
+        code_dir, settings, list(engine_args), vllm_flags.from_parameters(settings), settings_for_batch(settings)
+    )
+
+
 def load(code_dir: Path, settings: Settings) -> Config:
-    """The config of a model folder; ConfigError naming the parameter or file on any problem."""
-    engine_args = engine_config.load(code_dir)
-    return Config(code_dir, settings, engine_args, vllm_flags.from_parameters(settings), settings_for_batch(settings))
+    """The config of a model folder: its engine_config.json read and checked first."""
+    return of(code_dir, settings, engine_config.load(code_dir))

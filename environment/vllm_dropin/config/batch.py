@@ -8,6 +8,7 @@ and checked here with `schema_text`. Errors name the parameter and the character
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from vllm_dropin.config.settings import PARAMETERS, Settings
@@ -71,19 +72,25 @@ def _choices(value: str | None) -> list[str] | None:
     return labels
 
 
-def settings_for_batch(settings: Settings, schema_from_file: str | None = None) -> BatchSettings:
-    """The batch parameters as DRUM's workers get them. A schema named as a file comes in as
-    `schema_from_file`, the file's text; until the model stage has read it, it is None. Rows in flight
+def settings_for_batch(settings: Settings) -> BatchSettings:
+    """The batch parameters as DRUM's workers get them. A response_schema that names a file stays
+    None here: the model stage reads the file after load_model (`with_schema_file`). Rows in flight
     stay as set (None: vLLM's process decides them from the parallel layout it runs)."""
     if settings.response_schema is not None and settings.response_choices is not None:
         raise ConfigError("runtime parameters 'response_schema' and 'response_choices': set one of them, not both")
     values = {p.name: getattr(settings, p.name) for p in PARAMETERS if p.feeds == "batch"}
-    named = schema_file(settings)
-    text = settings.response_schema if named is None else schema_from_file
-    where = SCHEMA_PARAMETER if named is None else f"{SCHEMA_PARAMETER} (file {named})"
+    inline = settings.response_schema if schema_file(settings) is None else None
     values |= {
         "prompt_template": _template(settings.prompt_template),
-        "response_schema": schema_text(text, where) if text is not None else None,
+        "response_schema": schema_text(inline, SCHEMA_PARAMETER) if inline is not None else None,
         "response_choices": _choices(settings.response_choices),
     }
     return BatchSettings(**values)
+
+
+def with_schema_file(batch: BatchSettings, settings: Settings, text: str | None) -> BatchSettings:
+    """The batch settings with the schema file's `text` (as the model stage read it) checked in."""
+    name = schema_file(settings)
+    if name is None or text is None:
+        return batch
+    return replace(batch, response_schema=schema_text(text, f"{SCHEMA_PARAMETER} (file {name})"))

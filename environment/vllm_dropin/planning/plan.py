@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vllm_dropin.config import Config, vllm_flags
-from vllm_dropin.config.batch import settings_for_batch
+from vllm_dropin.config.batch import with_schema_file
 from vllm_dropin.config.settings import PARAMETERS, Settings
 from vllm_dropin.contract import BatchSettings
 from vllm_dropin.errors import ConfigError
@@ -107,7 +107,7 @@ def build(config: Config, facts: ModelFacts, gpus: GpuInventory = NO_GPU, cpus: 
         engine_args=list(config.engine_args),
         param_flags=config.param_flags,
         parallel=ParallelInputs(settings.parallelism, gpus, facts.weights, settings.gpu_memory_utilization, cpus=cpus),
-        batch=settings_for_batch(settings, facts.schema_text),
+        batch=with_schema_file(config.batch, settings, facts.schema_text),
         cache_dir=config.cache_dir,
         startup_timeout=settings.startup_timeout_seconds,
         verify_ssl=settings.verifySSL,
