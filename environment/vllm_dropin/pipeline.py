@@ -1,7 +1,7 @@
 """The launch as one way through its stages; `serve` and `check` run the same `run`.
 
     config     runtime parameters + engine_config.json      -> Config
-    flags      vLLM's parser checks them, before anything slow (a hook or a fetch) follows
+    flags      vLLM's parser checks them, before anything slow (a hook or a download) follows
     hook       the model's load_model(code_dir), once
     source     which model: --model in engine_config.json, ${CODE_DIR}/vllm/, artifact_uri, 'model'
     fetch      artifact_uri into cache_dir
@@ -87,7 +87,7 @@ def run(code_dir: Path, settings: Settings, environ: Mapping[str, str], effects:
     model = _source(config, hook, effects)
     effects.say("source", f"{model.ref} (from {model.origin}; hub access {'off' if model.local else 'on'})")
     if model.artifact is not None:
-        if hook is None:
+        if hook is None and not Path(model.ref).is_dir():  # a download follows: the folder is renamed in whole
             effects.check_flags(config)
         if not effects.fetch(config, model):
             return None
