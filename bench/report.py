@@ -41,7 +41,7 @@ def ratios(results: dict) -> list[dict]:
     out = []
     batch = results["batch"]
     for size in sorted({r["rows"] for r in batch}):
-        # issue 14's targets
+        # the targets in force (bench/README.md)
         for other, target in (("direct client", 1.0), ("offline LLM.chat", 0.95), ("stock DRUM vllm", None)):
             out += _launch_ratio(f"{size} rows: ours / {other} (rows/s)", batch, OURS, other, size, target)
     chat = results["chat"]

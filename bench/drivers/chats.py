@@ -54,7 +54,7 @@ async def _connected(
     """`count` sessions of one keep-alive connection each, opened one after another (a GET of
     /models) before the clock starts, so connection setup stays out of the figures. Which process
     accepts each is the server's affair: DRUM's workers each have a socket of their own, vLLM's API
-    servers share one and still split these lopsided (62/2, 245/11 on an H100 host); the split is
+    servers share one and may split these lopsided; the split is
     reported per load."""
     headers = {"Authorization": f"Bearer {endpoint.api_key}"}
     sessions: list[aiohttp.ClientSession] = []

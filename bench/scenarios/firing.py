@@ -4,8 +4,7 @@ Our adapter in front of `bench.standin` (**not vLLM**) that holds every answer `
 engine decoding), so no answer comes back while rows are still going out, and records when each
 request arrived. The window from the first arrival to the last is the time the adapter takes to
 send a batch's rows; vLLM's engine cannot start a row before it arrives, so on a GPU this window
-adds to a batch's time (a 512-row batch on an H100 lasted 0.6 s longer than a row's time inside
-vLLM). Per `--rows-per-request` K (vLLM's batch endpoint carries K rows to a request; "unset":
+adds to a batch's time. Per `--rows-per-request` K (vLLM's batch endpoint carries K rows to a request; "unset":
 the environment's default, which sends a batch that fits in flight in a few requests):
 
     python -m bench.scenarios.firing --rows 512 --hold-ms 1000 --rows-per-request 1,8,unset --repeats 3

@@ -1,5 +1,5 @@
 """The engine's own limit: `vllm.LLM.chat` on the same prompts, in its own process; the median
-of the benchmark's repeats (one run of 512 rows on an H100 gave 310 rows/s, the next 221).
+of the benchmark's repeats (runs of the same engine vary: bench/README.md).
 
 Run by the benchmark as `python -m bench.scenarios.offline SPEC.json OUT.json`, so the engine's memory
 and threads are gone before the servers are measured.

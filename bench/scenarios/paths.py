@@ -66,8 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=1,
         help="batch, chat and offline parts this many times, each on a fresh server and a fresh LLM, in turn;\n"
-        "ratios are the median over launches of each launch's own ratio (an engine's speed moves by up to\n"
-        "a quarter from one launch to the next on an H100). Launches after the first start with a warm cache.",
+        "ratios are the median over launches of each launch's own ratio (an engine's speed moves from one\n"
+        "launch to the next more than the paths differ). Launches after the first start with a warm cache.",
     )
     p.add_argument(
         "--stock-max-rows", type=int, default=1024, help="largest size sent to the stock path (default: 1024)"

@@ -130,7 +130,7 @@ def accepted(pid: int, port: int) -> int:
 
 def test_each_drum_worker_listens_on_its_own_socket_and_a_burst_reaches_them_all(tmp_path, monkeypatch):
     """On gunicorn's one shared socket, the worker that woke first accepted a burst of connections
-    alone, and keep-alive clients stayed there (H100, 4 workers: 53/6/3/2 of 64); each worker's own
+    alone, and keep-alive clients stayed there; each worker's own
     SO_REUSEPORT socket lets the kernel spread them. A worker that dies takes its socket with it;
     the one gunicorn starts instead listens on a new one, and every chat sent meanwhile is answered."""
     monkeypatch.setenv("MAX_WORKERS", "2")
