@@ -21,7 +21,8 @@ import psutil
 import pytest
 import requests
 
-from bench import memory, servers
+from bench import servers
+from bench.metrics import memory
 from tests.integration.conftest import csv_of
 from vllm_dropin.contract import BatchSettings
 
