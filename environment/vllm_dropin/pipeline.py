@@ -92,7 +92,7 @@ def run(code_dir: Path, settings: Settings, environ: Mapping[str, str], effects:
         if not effects.fetch(config, model):
             return None
     facts = model_facts.read(model, code_dir, settings)
-    effects.say("model", facts.describe())
+    effects.say("model folder", facts.describe())
     effects.preflight(facts, config)
     visible = gpus.visible(environ)
     effects.say("GPUs visible", visible.describe())

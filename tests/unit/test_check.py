@@ -40,6 +40,6 @@ def test_check_on_a_served_folder_reads_it_and_plans(tmp_path, tiny_model):
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert "preflight: passed" in lines
-    assert any(line.startswith("model: ") and "safetensors headers" in line for line in lines)
+    assert any(line.startswith("model folder: ") and "safetensors headers" in line for line in lines)
     assert any(line.startswith("parallelism: no GPU visible") for line in lines)
     assert lines[-1] == "OK: ready to launch"

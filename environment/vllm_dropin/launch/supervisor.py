@@ -91,6 +91,7 @@ class Serving:
 
     def preflight(self, facts: ModelFacts, config: Config) -> None:
         preflight.check(facts, config.settings, config.engine_args, os.environ)
+        self.say("preflight", "passed")
 
     def say(self, stage: str, text: str) -> None:
         log.info("%s: %s", stage, text)
