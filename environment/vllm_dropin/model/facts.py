@@ -42,7 +42,7 @@ class ModelFacts:
             return f"{self.source.ref}: not read before launch" + (
                 "" if not self.source.local else " (no such folder yet)"
             )
-        weights = self.weights.served(None).describe() if self.weights else "weights not counted"
+        weights = self.weights.describe() if self.weights else "weights not counted"
         adapters = f"; LoRA adapters: {', '.join(a.name for a in self.adapters)}" if self.adapters else ""
         return f"{self.folder}: {weights}{adapters}"
 

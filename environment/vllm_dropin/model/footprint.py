@@ -50,6 +50,12 @@ class Weights:
     attention_heads: int | None
     source: str  # how they were counted
 
+    def describe(self) -> str:
+        """What the folder says, before a dtype is chosen."""
+        if self.parameters is None:
+            return f"quantized, {(self.stored_bytes or 0) / 1e9:.1f} GB of weights ({self.source})"
+        return f"{self.parameters / 1e9:.2f}B params, {self.config_dtype} in config.json ({self.source})"
+
     def served(self, dtype_flag: str | None) -> ModelFootprint:
         """The footprint at the dtype vLLM serves: --dtype if given (not auto), else the config's
         with float32 served as bfloat16."""
