@@ -32,11 +32,6 @@ def load_model(code_dir):
 '''
 
 
-def config_of(settings: Settings, engine_args: list[str], code_dir: Path) -> Config:
-    """The config stage's result for flags given here rather than in engine_config.json."""
-    return config.of(code_dir, settings, engine_args)
-
-
 def plan_of(
     settings: Settings,
     engine_args: list[str],
@@ -45,8 +40,8 @@ def plan_of(
     cpus: int | None = None,
 ) -> plan.LaunchPlan:
     """The plan `serve` builds once load_model and the fetch are done: the pipeline's pure stages."""
-    config = config_of(settings, engine_args, code_dir)
-    return plan.build(config, facts_of(config), gpus, cpus)
+    asked = config.of(code_dir, settings, engine_args)  # flags given here, not in engine_config.json
+    return plan.build(asked, facts_of(asked), gpus, cpus)
 
 
 def facts_of(config: Config) -> model_facts.ModelFacts:

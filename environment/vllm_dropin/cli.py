@@ -64,7 +64,9 @@ class Checking:
 
     def run_hook(self, hook: pipeline.Hook, config: Config) -> bool:
         folder = config.code_dir / source.HOOK_MODEL_DIR
-        say("load_model", f"runs once before launch (check does not run it); if it fills {folder}/, that is served")
+        self.say(
+            "load_model", f"runs once before launch (check does not run it); if it fills {folder}/, that is served"
+        )
         return True
 
     def no_model(self, error: ConfigError, config: Config) -> ModelSource:
@@ -73,24 +75,20 @@ class Checking:
         return source.hook_folder(config.code_dir, config.settings.model, f"{folder}, if load_model fills it")
 
     def fetch(self, config: Config, model: ModelSource) -> bool:
-        say("fetch", artifacts.describe(config.settings, config.cache_dir))
-        if not Path(model.ref).is_dir():
+        self.say("fetch", artifacts.describe(config.settings, config.cache_dir))
+        if not artifacts.in_cache(Path(model.ref)):
             self.pending.append(f"once artifact_uri is fetched into {model.ref}")
         return True
 
     def preflight(self, facts: ModelFacts, config: Config) -> None:
         if self.pending:  # the folder is load_model's or the fetch's to fill
-            say("preflight", "runs once the model folder is filled")
+            self.say("preflight", "runs once the model folder is filled")
             return
         preflight.check(facts, config.settings, config.engine_args, os.environ)
-        say("preflight", "passed")
+        self.say("preflight", "passed")
 
     def say(self, stage: str, text: str) -> None:
-        say(stage, text)
-
-
-def say(stage: str, text: str) -> None:
-    print(f"{stage}: {text}")
+        print(f"{stage}: {text}")
 
 
 def check(code_dir: Path) -> ExitCode:

@@ -87,7 +87,7 @@ def run(code_dir: Path, settings: Settings, environ: Mapping[str, str], effects:
     model = _source(config, hook, effects)
     effects.say("source", f"{model.ref} (from {model.origin}; hub access {'off' if model.local else 'on'})")
     if model.artifact is not None:
-        if hook is None and not Path(model.ref).is_dir():  # a download follows: the folder is renamed in whole
+        if hook is None and not artifacts.in_cache(Path(model.ref)):  # a download follows
             effects.check_flags(config)
         if not effects.fetch(config, model):
             return None

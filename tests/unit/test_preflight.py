@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from tests.helpers import config_of, facts_of, plan_of, serve_folder
+from tests.helpers import facts_of, plan_of, serve_folder
+from vllm_dropin import config
 from vllm_dropin.config import runtime_params
 from vllm_dropin.errors import ConfigError
 from vllm_dropin.model import preflight
@@ -22,9 +23,9 @@ def model_folder(root, config=None, tokenizer=True):
 
 
 def run(tmp_path, params, engine=(), environ=None):
-    config = config_of(runtime_params.parse(params), list(engine), tmp_path)
-    facts = facts_of(config)
-    preflight.check(facts, config.settings, config.engine_args, environ or {})
+    asked = config.of(tmp_path, runtime_params.parse(params), list(engine))
+    facts = facts_of(asked)
+    preflight.check(facts, asked.settings, asked.engine_args, environ or {})
     return facts
 
 

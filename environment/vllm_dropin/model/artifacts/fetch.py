@@ -36,6 +36,12 @@ def uri_of(settings: Settings) -> ArtifactUri | None:
     return parse(settings.artifact_uri, cred.get("credentialType"))
 
 
+def in_cache(folder: Path) -> bool:
+    """Whether a fetched model is at `folder`, read locally: a fetch renames the folder into place
+    only once every file is whole (whether the store holds a newer version, its listing tells)."""
+    return folder.is_dir()
+
+
 def place(uri: ArtifactUri, cache_dir: Path) -> Path:
     """Where the model will be: the folder itself, or its place in the cache. Pure."""
     if uri.kind == "folder":
