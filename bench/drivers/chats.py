@@ -25,7 +25,7 @@ import psutil
 from bench import servers
 from bench.drivers import sse
 from bench.metrics.memory import cpu_seconds
-from bench.metrics.percentiles import percentile
+from bench.metrics.percentiles import ms, percentile
 from bench.workload import prompts
 
 MODEL = "datarobot-deployed-llm"  # every deployment serves this alias; the stand-in answers any name
@@ -146,8 +146,8 @@ async def _streamed_chats(endpoint: servers.Endpoint, lengths: list[int], concur
     return figures | {
         "ttft_p50_s": round(percentile(ttfts, 50), 3),
         "ttft_p99_s": round(percentile(ttfts, 99), 3),
-        "itl_p50_ms": round(1000 * percentile(gaps, 50), 2),
-        "itl_p99_ms": round(1000 * percentile(gaps, 99), 2),
+        "itl_p50_ms": ms(gaps, 50, 2),
+        "itl_p99_ms": ms(gaps, 99, 2),
         "chunks_per_stream": round(statistics.fmean(events), 1),
     }
 
@@ -218,4 +218,4 @@ async def plain_at_once(url: str, chats: int, tokens: int, worker: int) -> tuple
         latencies = await asyncio.gather(*(one(session) for _ in range(chats)))
         seconds = time.perf_counter() - begun
         cpu = cpu_seconds(worker) - before
-    return chats / seconds, 1e6 * cpu / chats, round(1000 * percentile(list(latencies), 50), 1)
+    return chats / seconds, 1e6 * cpu / chats, ms(list(latencies), 50)

@@ -12,3 +12,8 @@ def percentile(values: list[float], q: float) -> float:
         return math.nan
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def ms(values: list[float], q: float, digits: int = 1) -> float:
+    """The q-th percentile of timings in seconds, in milliseconds rounded to `digits`."""
+    return round(1000 * percentile(values, q), digits)

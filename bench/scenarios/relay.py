@@ -28,15 +28,11 @@ from pathlib import Path
 from bench import servers
 from bench.drivers.chats import Streams, plain_at_once, streams_at_once
 from bench.metrics import memory, profiles
-from bench.metrics.percentiles import percentile
+from bench.metrics.percentiles import ms
 from vllm_dropin.contract import BatchSettings
 
 BATCH = BatchSettings(prompt_column_name="promptText", max_tokens=16, n=1, temperature=0.0,
                       max_concurrent_rows=16, row_errors="fail")  # fmt: skip
-
-
-def _ms(values: list[float], q: float) -> float:
-    return round(1000 * percentile(values, q), 1)
 
 
 def _paced(url: str, direct: str, workers: list[int], args: argparse.Namespace) -> None:
@@ -54,9 +50,9 @@ def _paced(url: str, direct: str, workers: list[int], args: argparse.Namespace) 
         firsts = [f for run in runs for f in run.firsts]
         gaps = [g for run in runs for g in run.gaps]
         held = [h for run in runs for h in run.held]
-        figures[path] = {"first_p50_ms": _ms(firsts, 50), "first_p99_ms": _ms(firsts, 99),
-                         "gap_p50_ms": _ms(gaps, 50), "gap_p99_ms": _ms(gaps, 99),
-                         "held_p50_ms": _ms(held, 50), "held_p99_ms": _ms(held, 99), "held_max_ms": _ms(held, 100),
+        figures[path] = {"first_p50_ms": ms(firsts, 50), "first_p99_ms": ms(firsts, 99),
+                         "gap_p50_ms": ms(gaps, 50), "gap_p99_ms": ms(gaps, 99),
+                         "held_p50_ms": ms(held, 50), "held_p99_ms": ms(held, 99), "held_max_ms": ms(held, 100),
                          "chunks_per_s": round(statistics.median_high(r.events / r.seconds for r in runs))}  # fmt: skip
     ratios = {key: round(figures["drum"][key] / max(figures["direct"][key], 1e-9), 2) for key in figures["drum"]}
     cpu = [sum(per) for per in zip(*(run.worker_cpu_s for run in pooled["drum"]), strict=True)]
@@ -72,7 +68,7 @@ def _stream_ceiling(url: str, worker: int, args: argparse.Namespace) -> dict:
         run = asyncio.run(streams_at_once(url, args.streams, args.tokens, (worker,)))
         cpu_us.append(1e6 * sum(run.worker_cpu_s) / run.events)
         rates.append(run.events / run.seconds)
-        firsts_ms.append(_ms(run.firsts, 50))
+        firsts_ms.append(ms(run.firsts, 50))
     return {"streams": args.streams, "chunks_per_stream": args.tokens + 3,
             "chunks_per_s_per_worker": round(statistics.median_high(rates)), "runs": sorted(round(r) for r in rates),
             "worker_cpu_us_per_chunk": round(statistics.median_high(cpu_us)),
