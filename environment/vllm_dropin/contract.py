@@ -50,7 +50,7 @@ class BatchSettings:
     lora_adapter: str | None = None
     lora_adapter_column: str | None = None  # optional features default to off; values come from Settings
 
-    def rows_to_a_request(self, rows: int) -> int:
+    def rows_to_a_request(self, rows: int, alike: bool = False) -> int:
         """Rows in one request to vLLM for a batch of `rows`, rows_per_request resolved. Rows go
         alone when vLLM's batch endpoint cannot carry what they ask for: several choices per row
         (it takes n = 1) or per-row token counts (it counts tokens for the whole request).
@@ -59,16 +59,16 @@ class BatchSettings:
         REQUESTS_FOR_A_BATCH_IN_FLIGHT requests: a request's rows finish together, but no row waits
         for a place, so that costs nothing, and vLLM's API servers take the rows without an HTTP
         request each (the rows reach its engine together, as offline LLM.chat's do). A longer
-        batch: LABEL_ROWS_PER_REQUEST when the answers are labels, else alone: answers of different
-        lengths would hold finished rows' places while rows wait."""
+        batch: LABEL_ROWS_PER_REQUEST when the answers are labels or otherwise `alike` (embeddings),
+        else alone: answers of different lengths would hold finished rows' places while rows wait."""
         if self.n > 1 or self.row_details:
             return 1
         if self.rows_per_request is not None:
             return self.rows_per_request
-        alike = LABEL_ROWS_PER_REQUEST if self.response_choices is not None else 1
+        together = LABEL_ROWS_PER_REQUEST if alike or self.response_choices is not None else 1
         if self.max_concurrent_rows is not None and rows <= self.max_concurrent_rows:
-            return max(alike, -(-rows // REQUESTS_FOR_A_BATCH_IN_FLIGHT))
-        return alike
+            return max(together, -(-rows // REQUESTS_FOR_A_BATCH_IN_FLIGHT))
+        return together
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from datarobot_drum.drum.exceptions import CustomHTTPError
 
 from vllm_dropin import prompt_template
 from vllm_dropin.contract import BatchSettings
-from vllm_dropin.drum.client import Upstream, UpstreamStatusError, unreachable
+from vllm_dropin.drum.client import CHAT_ROUTE, EMBEDDINGS_ROUTE, Upstream, UpstreamStatusError, unreachable
 
 ERROR_COLUMN = "error"
 DETAIL_COLUMNS = ("prompt_tokens", "completion_tokens")
@@ -216,7 +216,7 @@ def _content(choice: dict[str, Any]) -> str:
 
 def _complete(upstream: Upstream, prompt: str) -> RowResult:
     try:
-        completion = _post(upstream, "/chat/completions", request_for(prompt, upstream.batch, _model(upstream, prompt)))
+        completion = _post(upstream, CHAT_ROUTE, request_for(prompt, upstream.batch, _model(upstream, prompt)))
     except UpstreamStatusError as exc:
         if exc.status >= 500:
             raise
@@ -247,6 +247,29 @@ def complete_rows(upstream: Upstream, prompts: list[str]) -> list[RowResult]:
         return [_complete(upstream, prompt) for prompt in prompts]
     by_row = {c.get("index", 0): c for c in completion.get("choices") or []}
     return [_row_of(by_row.get(i)) for i in range(len(prompts))]
+
+
+def embed_rows(upstream: Upstream, prompts: list[str]) -> list[RowResult]:
+    """Rows that share a model, embedded in one request to vLLM's /v1/embeddings (item i is row
+    i's); the embedding as JSON text. A request vLLM rejects is sent again row by row, so that a
+    bad row gets its own error and the others their embeddings."""
+    try:
+        answer = _post(upstream, EMBEDDINGS_ROUTE, {"model": _model(upstream, prompts[0]), "input": list(prompts)})
+    except UpstreamStatusError as exc:
+        if exc.status >= 500:
+            raise
+        if len(prompts) == 1:
+            return [RowResult(error=f"rejected by vLLM: {exc.message}")]
+        return [row for prompt in prompts for row in embed_rows(upstream, [prompt])]
+    by_row = {item.get("index", 0): item for item in answer.get("data") or []}
+    tokens = (answer.get("usage") or {}).get("prompt_tokens") if len(prompts) == 1 else None
+    return [_embedding_of(by_row.get(i), tokens) for i in range(len(prompts))]
+
+
+def _embedding_of(item: dict[str, Any] | None, prompt_tokens: int | None) -> RowResult:
+    if item is None or "embedding" not in item:
+        return RowResult(error="vLLM's answer has no embedding for this row")
+    return RowResult(choices=[json.dumps(item["embedding"])], prompt_tokens=prompt_tokens)
 
 
 def _row_of(choice: dict[str, Any] | None) -> RowResult:
@@ -377,13 +400,38 @@ def finish_columns(n: int) -> list[str]:
     return ["finish_reason"] + [f"finish_reason_{i}" for i in range(2, n + 1)]
 
 
+def rows_sender(upstream: Upstream) -> Callable[[Upstream, list[Any]], list[RowResult]]:
+    """How rows are answered, by what the served model does: chat completions, or embeddings
+    (a pooling model: the settings that shape a generated answer cannot apply, so they are refused)."""
+    if upstream.rows_route == CHAT_ROUTE:
+        return complete_rows
+    if upstream.rows_route is None:
+        raise CustomHTTPError(
+            "the served model answers neither chat completions nor embeddings (vLLM serves neither route for it), "
+            "so it cannot answer batch predictions; its own routes are served as vLLM serves them",
+            status_code=400,
+        )
+    settings = upstream.batch
+    generated = {"n": settings.n > 1, "response_schema": settings.response_schema is not None}
+    generated["response_choices"] = settings.response_choices is not None
+    if any(generated.values()):
+        named = ", ".join(f"'{name}'" for name, set_ in generated.items() if set_)
+        raise CustomHTTPError(
+            f"runtime parameter(s) {named} shape generated answers, but the served model is an embedding model "
+            "(batch rows get embeddings): unset them",
+            status_code=400,
+        )
+    return embed_rows
+
+
 def score(data: pd.DataFrame, upstream: Upstream) -> pd.DataFrame:
+    send = rows_sender(upstream)
     prompts = routed(prompts_of(data, upstream.batch), data, upstream)
     settings = upstream.batch
     try:
-        complete = functools.partial(complete_rows, upstream)
+        complete = functools.partial(send, upstream)
         progress = Progress(len(prompts))
-        size = settings.rows_to_a_request(len(prompts))
+        size = settings.rows_to_a_request(len(prompts), alike=send is embed_rows)
         results = run_rows(prompts, complete, settings.max_concurrent_rows, progress, size)
     except urllib3.exceptions.HTTPError as exc:
         raise CustomHTTPError(unreachable(exc), status_code=503) from None

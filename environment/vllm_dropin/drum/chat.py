@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -12,9 +11,11 @@ import httpx2
 import openai
 import urllib3
 
-from vllm_dropin.drum.client import Upstream, UpstreamStatusError, unreachable
-from vllm_dropin.drum.openai_errors import openai_error
+from vllm_dropin.drum import sse
+from vllm_dropin.drum.client import CHAT_ROUTE, Upstream, UpstreamStatusError, unreachable
+from vllm_dropin.drum.openai_errors import openai_error, route_error
 
+CHAT_PATH = "/v1" + CHAT_ROUTE
 # Characters that str.splitlines() breaks lines on but JSON leaves unescaped inside strings.
 _LINE_BREAKS_JSON_KEEPS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
@@ -133,34 +134,16 @@ class RelayStream(openai.Stream[object]):
             yield event
 
 
-FAIR_SLICE_S = 0.001  # longest a stream keeps its DRUM worker before letting other requests run
-
-
-def _fair(stream: openai.Stream[Any], release: Callable[[], None]) -> Iterator[Any]:
-    """Yield to other requests after every chunk; release the client when the stream ends or is dropped.
-
-    Under DRUM's gevent worker a socket read only switches greenlets when it would block; vLLM
-    streams faster than chunks are re-encoded, so without this one stream would hold the worker
-    (and every other request, new ones included) until it ended. Outside gevent it costs nothing.
-    """
-    switched = time.monotonic()
-    try:
-        for chunk in stream:
-            yield chunk
-            if time.monotonic() - switched >= FAIR_SLICE_S:
-                time.sleep(0)
-                switched = time.monotonic()
-    finally:
-        stream.close()
-        release()
-
-
 @contextmanager
-def _as_openai_errors() -> Iterator[None]:
-    """vLLM's HTTP errors as its own error object in OpenAI's shape; no answer at all as 503."""
+def _as_openai_errors(method: str, path: str) -> Iterator[None]:
+    """vLLM's HTTP errors as its own error object in OpenAI's shape (a route the model lacks named);
+    no answer at all as 503."""
     try:
         yield
     except UpstreamStatusError as exc:
+        unrouted = route_error(exc.status, exc.body, method, path)
+        if unrouted is not None:
+            raise openai_error(exc.status, unrouted, logged=unrouted) from None
         raise openai_error(exc.status, exc.message, exc.body) from None
     except (urllib3.exceptions.HTTPError, httpx2.TransportError, openai.APIConnectionError) as exc:
         raise openai_error(503, unreachable(exc), logged=unreachable(exc)) from None
@@ -177,8 +160,8 @@ def chat(params: dict[str, Any], upstream: Upstream) -> Any:
         return _streamed(params, upstream)
     # No SSE to decode: urllib3, at about half the CPU of openai's client per plain chat
     # (bench.relay --plain), time a burst's chats wait in turn.
-    with _as_openai_errors(), upstream.posts.client() as connection:
-        return RelayCompletion(connection.post("/chat/completions", params))
+    with _as_openai_errors("POST", CHAT_PATH), upstream.posts.client() as connection:
+        return RelayCompletion(connection.post(CHAT_ROUTE, params))
 
 
 def _streamed(params: dict[str, Any], upstream: Upstream) -> Iterator[Any]:
@@ -186,14 +169,19 @@ def _streamed(params: dict[str, Any], upstream: Upstream) -> Iterator[Any]:
     client = upstream.clients.take()
     stream = None  # once a stream is handed to DRUM, the stream gives the client back
     try:
-        with _as_openai_errors():
+        with _as_openai_errors("POST", CHAT_PATH):
             stream = RelayStream(cast_to=object, response=client.chat_stream(params), client=client.openai)
     finally:
         if stream is None:
             upstream.clients.give_back(client)
-    return _fair(stream, lambda: upstream.clients.give_back(client))
+
+    def release() -> None:
+        stream.close()
+        upstream.clients.give_back(client)
+
+    return sse.fair(stream, release)
 
 
 def models(upstream: Upstream) -> list[Any]:
-    with _as_openai_errors(), upstream.clients.client() as client:
+    with _as_openai_errors("GET", "/v1/models"), upstream.clients.client() as client:
         return list(client.openai.models.list())

@@ -76,11 +76,11 @@ class UpstreamStatusError(Exception):
 
 
 class JsonConnection:
-    """One keep-alive connection to vLLM that POSTs JSON (batch rows, plain chats) with urllib3,
-    without openai's client: per request about a quarter of its CPU (sequential against the stand-in on
-    this host: 235 vs 857 us), and openai's request building with httpx under it was most of the
-    adapter's cost per row. Idle longer than half vLLM's keep-alive, the connection is opened anew
-    before use, as the chat clients' keepalive_expiry does: it never meets one vLLM is closing."""
+    """One keep-alive connection to vLLM that POSTs JSON (batch rows, plain chats) and relays
+    vLLM's other routes, with urllib3, without openai's client: a fraction of its CPU per
+    request, and openai's request building was most of the adapter's cost per row. Idle longer
+    than half vLLM's keep-alive, the connection is opened anew before use, as the chat clients'
+    keepalive_expiry does: it never meets one vLLM is closing."""
 
     def __init__(self, base_url: str, api_key: str, tls: ssl.SSLContext) -> None:
         url = urllib3.util.parse_url(base_url)
@@ -99,21 +99,31 @@ class JsonConnection:
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """vLLM's JSON answer. Raises UpstreamStatusError for an HTTP error (or an answer that is
         not a JSON object) and urllib3's HTTPError when no answer came (refused, reset, cut off)."""
-        if time.monotonic() - self._used > UPSTREAM_KEEPALIVE_S / 2:
-            self._pool.close()
-            self._pool = self._open()
-        try:
-            reply = self._pool.urlopen(
-                "POST", self._prefix + path, body=_encoded(body), headers=self._headers, redirect=False
-            )
-        finally:
-            self._used = time.monotonic()
+        reply = self.send("POST", self._prefix + path, _encoded(body), self._headers)
         answer = _json_or_none(reply.data)
         if reply.status >= 400:
             raise UpstreamStatusError(reply.status, answer)
         if not isinstance(answer, dict):
             raise UpstreamStatusError(502, {"message": f"vLLM answered HTTP {reply.status} without a JSON object"})
         return answer
+
+    def send(
+        self, method: str, target: str, body: bytes | None, headers: dict[str, str], whole: bool = True
+    ) -> urllib3.BaseHTTPResponse:
+        """vLLM's answer to a request for `target` (a path from vLLM's root, with its query), read
+        whole, or with its body unread (`whole=False`: the caller reads it, then releases or closes
+        it). Raises urllib3's HTTPError when no answer came."""
+        if time.monotonic() - self._used > UPSTREAM_KEEPALIVE_S / 2:
+            self._pool.close()
+            self._pool = self._open()
+        try:
+            return self._pool.urlopen(method, target, body=body, headers=headers, redirect=False, preload_content=whole)
+        finally:
+            self._used = time.monotonic()
+
+    def authorized(self, headers: dict[str, str]) -> dict[str, str]:
+        """`headers` with vLLM's key in place of the caller's credentials."""
+        return {**headers, "Authorization": self._headers["Authorization"]}
 
 
 def _json_headers(api_key: str) -> dict[str, str]:
@@ -165,22 +175,48 @@ class StreamClient:
         return response
 
 
+CHAT_ROUTE = "/chat/completions"
+EMBEDDINGS_ROUTE = "/embeddings"
+
+
 @dataclass
 class Upstream:
     """What DRUM's hooks get as their model: clients of vLLM and the batch settings."""
 
     clients: ClientPool[StreamClient]  # streamed chats, the model list
-    posts: ClientPool[JsonConnection]  # batch rows and plain chats
+    posts: ClientPool[JsonConnection]  # batch rows, plain chats, vLLM's other routes
     model: str  # the served name requests carry
     batch: BatchSettings
     target: str  # the output column of batch predictions
     lora_adapters: list[str]  # served LoRA adapters (names a row may pick)
+    rows_route: str | None = CHAT_ROUTE  # where batch rows go (under /v1); None: the model serves neither
+
+
+def rows_route(paths: set[str] | None) -> str | None:
+    """Where batch rows go, by the routes vLLM serves for its model: chat completions for a
+    generative model, embeddings for a pooling one. Unknown routes (vLLM's --disable-fastapi-docs
+    hides its route list) are taken as vLLM's default runner, generation."""
+    if paths is None or "/v1" + CHAT_ROUTE in paths:
+        return CHAT_ROUTE
+    return EMBEDDINGS_ROUTE if "/v1" + EMBEDDINGS_ROUTE in paths else None
+
+
+def served_paths(connection: JsonConnection) -> set[str] | None:
+    """The paths vLLM serves for its model (its OpenAPI document), or None when it publishes none."""
+    reply = connection.send("GET", "/openapi.json", None, connection.authorized({}))
+    document = _json_or_none(reply.data) if reply.status == 200 else None
+    paths = document.get("paths") if isinstance(document, dict) else None
+    return set(paths) if isinstance(paths, dict) else None
 
 
 def connect(contract: WorkerContract, layout: Layout) -> Upstream:
-    """Clients of the vLLM named by the contract, sized by the layout it runs (nothing is sent yet)."""
+    """Clients of the vLLM named by the contract, sized by the layout it runs, and the route its
+    batch rows take (read from the routes vLLM serves)."""
     vllm = contract.vllm
     tls = ssl.create_default_context()
     pool = ClientPool(lambda: StreamClient(vllm.base_url, vllm.api_key, tls))
     posts = ClientPool(lambda: JsonConnection(vllm.base_url, vllm.api_key, tls))
-    return Upstream(pool, posts, vllm.model, contract.batch_in(layout), contract.target, contract.lora_adapters)
+    with posts.client() as connection:
+        route = rows_route(served_paths(connection))
+    batch = contract.batch_in(layout)
+    return Upstream(pool, posts, vllm.model, batch, contract.target, contract.lora_adapters, route)

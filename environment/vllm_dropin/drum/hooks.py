@@ -13,6 +13,13 @@ from vllm_dropin.drum import batch, batch_input
 from vllm_dropin.drum import chat as chat_mod
 from vllm_dropin.drum.client import Upstream, connect
 
+_loaded: list[Upstream] = []  # this worker's, for the routes DRUM's hooks do not cover (drum.relay)
+
+
+def loaded() -> Upstream:
+    """The connection load_model made (DRUM loads the model before it serves a request)."""
+    return _loaded[0]
+
 
 def load_model(code_dir: str) -> Upstream:
     """Per DRUM worker: wait for the vLLM the supervisor started (the model's own hook already ran),
@@ -26,7 +33,9 @@ def load_model(code_dir: str) -> Upstream:
         raise RuntimeError(
             f"vLLM was not healthy after {contract.startup_timeout_s:g} s (see the [vllm] log lines)"
         ) from None
-    return connect(contract, Layout.read(contract.layout_file))
+    upstream = connect(contract, Layout.read(contract.layout_file))
+    _loaded[:] = [upstream]
+    return upstream
 
 
 def read_input_data(input_binary_data: bytes) -> pd.DataFrame:

@@ -31,6 +31,16 @@ def error_object(status: int, body: Any, fallback: str) -> dict[str, Any]:
     }
 
 
+def route_error(status: int, body: Any, method: str, path: str) -> str | None:
+    """The message for an error of vLLM's web framework rather than of vLLM (its body only
+    `{"detail": ...}`): no route at `path`, or not for `method`; None for any other answer."""
+    if status not in (404, 405) or not isinstance(body, dict) or set(body) != {"detail"}:
+        return None
+    if status == 405:
+        return f"vLLM's route {path} does not take {method}"
+    return f"vLLM serves no route {path} for this model (its GET /openapi.json lists the routes it serves)"
+
+
 def openai_error(status: int, message: str, body: Any = None, logged: str | None = None) -> CustomHTTPError:
     """The error to raise (`from None`: a chained cause would be logged) so that this request is
     answered with vLLM's error (`body`, else `message`) in OpenAI's shape.
