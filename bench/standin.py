@@ -3,8 +3,8 @@
 A benchmark part only (named as such in its output): it answers every chat completion at once
 with the last user message echoed back, so the rows/s measured through DRUM are our ceiling
 and echoes make misaligned rows visible (several rows to a request too, as vLLM's batch chat
-endpoint answers them). A streamed request gets max_tokens chunks shaped as
-vLLM's (one word each, then a finish chunk and [DONE]), all written at once: the chunks/s
+endpoint answers them). A streamed request (a chat, or a text completion at /v1/completions) gets
+max_tokens chunks shaped as vLLM's (one word each, then a finish chunk and [DONE]), all written at once: the chunks/s
 measured through DRUM are our relay's ceiling. With --pace-ms the chunks come at an engine's pace
 instead: what DRUM adds to the time to the first chunk and between chunks, vLLM's scheduling
 aside. With --hold-ms a plain answer waits that long (an engine decoding), and GET /arrivals
@@ -51,26 +51,36 @@ def batch_completion(body: dict) -> dict:
     return {**answers[0], "choices": choices}
 
 
-def _chunk(created: int, model: str, delta: dict, finish: str | None) -> bytes:
+def _chunk(created: int, model: str, delta: dict, finish: str | None, completion: bool = False) -> bytes:
+    """A chat chunk, or with `completion` a text completion's chunk of the same text."""
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    if completion:
+        choice = {"index": 0, "text": delta.get("content", ""), "logprobs": None, "finish_reason": finish}
     body = {
         "id": "chatcmpl-standin",
-        "object": "chat.completion.chunk",
+        "object": "text_completion" if completion else "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        "choices": [choice],
     }
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 
-def stream_body(body: dict) -> bytes:
-    """The whole SSE body of a streamed answer: role, max_tokens words, finish, [DONE]."""
+def stream_events(body: dict) -> list[bytes]:
+    """The SSE events of a streamed answer: role, max_tokens words, finish, [DONE] (a chat's, or a
+    text completion's for a body with a prompt)."""
     created, model = int(time.time()), body.get("model", MODEL)
-    words = body["messages"][-1]["content"].split() or ["x"]
+    completion = "prompt" in body
+    words = (body["prompt"] if completion else body["messages"][-1]["content"]).split() or ["x"]
     count = int(body.get("max_tokens") or 16)
-    parts = [_chunk(created, model, {"role": "assistant", "content": ""}, None)]
-    parts += [_chunk(created, model, {"content": f" {words[i % len(words)]}"}, None) for i in range(count)]
-    parts += [_chunk(created, model, {}, "length"), b"data: [DONE]\n\n"]
-    return b"".join(parts)
+    parts = [_chunk(created, model, {"role": "assistant", "content": ""}, None, completion)]
+    parts += [_chunk(created, model, {"content": f" {words[i % len(words)]}"}, None, completion) for i in range(count)]
+    return [*parts, _chunk(created, model, {}, "length", completion), b"data: [DONE]\n\n"]
+
+
+def stream_body(body: dict) -> bytes:
+    """The whole SSE body of a streamed answer."""
+    return b"".join(stream_events(body))
 
 
 def _stamped(event: bytes) -> bytes:
@@ -117,6 +127,18 @@ async def chat(request: web.Request) -> web.StreamResponse:
     return web.json_response(completion(body), dumps=json.dumps)
 
 
+async def completions(request: web.Request) -> web.StreamResponse:
+    """A streamed text completion, every event written at once but each its own HTTP chunk, as
+    vLLM's server writes them (a relay of raw bytes sees vLLM's chunks)."""
+    body = await request.json()
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    for event in stream_events(body):
+        await response.write(event)
+    await response.write_eof()
+    return response
+
+
 async def chat_batch(request: web.Request) -> web.Response:
     body = await _arrived(request)
     if request.app[HOLD]:
@@ -148,6 +170,7 @@ def app(pace: tuple[float, float] | None = None, hold_s: float = 0.0) -> web.App
         [
             web.post("/v1/chat/completions", chat),
             web.post("/v1/chat/completions/batch", chat_batch),
+            web.post("/v1/completions", completions),
             web.get("/v1/models", models),
             web.get("/health", health),
             web.get("/arrivals", arrivals),

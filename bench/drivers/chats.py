@@ -178,11 +178,14 @@ class Streams:
     worker_cpu_s: list[float]  # CPU seconds each DRUM worker asked for used during the timed streams
 
 
-async def streams_at_once(url: str, streams: int, tokens: int, workers: tuple[int, ...] = ()) -> Streams:
-    """`streams` streamed chats at once, after a warm-up round of as many (the relay lends a client per stream)."""
-    body = {"model": MODEL, "stream": True, "max_tokens": tokens,
-            "messages": MESSAGES}  # fmt: skip
-    endpoint = f"{url}/v1/chat/completions"
+async def streams_at_once(
+    url: str, streams: int, tokens: int, workers: tuple[int, ...] = (), completions: bool = False
+) -> Streams:
+    """`streams` streamed chats (or text completions) at once, after a warm-up round of as many
+    (the relay lends a client per stream)."""
+    body = {"model": MODEL, "stream": True, "max_tokens": tokens}
+    body |= {"prompt": MESSAGES[0]["content"]} if completions else {"messages": MESSAGES}
+    endpoint = f"{url}/v1/completions" if completions else f"{url}/v1/chat/completions"
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
         await asyncio.gather(*(sse.timed_stream(session, endpoint, body) for _ in range(streams)))

@@ -62,17 +62,25 @@ def _paced(url: str, direct: str, workers: list[int], args: argparse.Namespace) 
                       "worker_cpu_shares": [round(c / max(sum(cpu), 1e-9), 2) for c in cpu]}))  # fmt: skip
 
 
-def _stream_ceiling(url: str, worker: int, args: argparse.Namespace) -> dict:
-    rates, firsts_ms, cpu_us = [], [], []
+def _stream_ceiling(url: str, worker: int, args: argparse.Namespace) -> list[dict]:
+    """Per route, its figures over the repeats, the routes interleaved within each repeat."""
+    runs: dict[str, list] = {route: [] for route in args.routes}
     for _ in range(args.repeats):
-        run = asyncio.run(streams_at_once(url, args.streams, args.tokens, (worker,)))
-        cpu_us.append(1e6 * sum(run.worker_cpu_s) / run.events)
-        rates.append(run.events / run.seconds)
-        firsts_ms.append(ms(run.firsts, 50))
-    return {"streams": args.streams, "chunks_per_stream": args.tokens + 3,
-            "chunks_per_s_per_worker": round(statistics.median_high(rates)), "runs": sorted(round(r) for r in rates),
-            "worker_cpu_us_per_chunk": round(statistics.median_high(cpu_us)),
-            "first_event_p50_ms": round(statistics.median_high(firsts_ms), 1)}  # fmt: skip
+        for route in args.routes:
+            runs[route].append(
+                asyncio.run(streams_at_once(url, args.streams, args.tokens, (worker,), route == "completions"))
+            )
+    out = []
+    for route, done in runs.items():
+        rates = [run.events / run.seconds for run in done]
+        cpu_us = [1e6 * sum(run.worker_cpu_s) / run.events for run in done]
+        first_ms = statistics.median_high(ms(run.firsts, 50) for run in done)
+        out.append({"route": route, "streams": args.streams, "chunks_per_stream": args.tokens + 3,
+                    "chunks_per_s_per_worker": round(statistics.median_high(rates)),
+                    "runs": sorted(round(r) for r in rates),
+                    "worker_cpu_us_per_chunk": round(statistics.median_high(cpu_us)),
+                    "first_event_p50_ms": round(first_ms, 1)})  # fmt: skip
+    return out
 
 
 def _plain_ceiling(url: str, worker: int, args: argparse.Namespace) -> dict:
@@ -91,6 +99,12 @@ def main() -> None:
     p.add_argument("--pace-ms", help="FIRST,GAP: a stand-in at an engine's pace; compare DRUM with direct")
     p.add_argument("--workers", type=int, default=1, help="DRUM workers (the ceiling is per worker)")
     p.add_argument("--plain", action="store_true", help="plain chats instead of streams: requests/s per worker")
+    p.add_argument(
+        "--routes",
+        type=lambda text: text.split(","),
+        default=["chat"],
+        help="streamed routes, interleaved: chat (DRUM's chat hook), completions (the relay of vLLM's routes)",
+    )
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-relay-"))
     upstream_service, upstream = servers.standin(work, args.pace_ms)
@@ -111,7 +125,11 @@ def main() -> None:
                 return
             [worker] = workers
             profilers = profiles.record({worker: "profile"}, 10, work, 250) if args.profile else []
-            print(json.dumps((_plain_ceiling if args.plain else _stream_ceiling)(url, worker, args)))
+            if args.plain:
+                print(json.dumps(_plain_ceiling(url, worker, args)))
+            else:
+                for row in _stream_ceiling(url, worker, args):
+                    print(json.dumps(row))
             for profiler in profilers:
                 profiler.wait(60)
             if profilers:

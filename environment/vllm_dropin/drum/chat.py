@@ -13,7 +13,7 @@ import urllib3
 
 from vllm_dropin.drum import sse
 from vllm_dropin.drum.client import CHAT_ROUTE, Upstream, UpstreamStatusError, unreachable
-from vllm_dropin.drum.openai_errors import openai_error, route_error
+from vllm_dropin.drum.openai_errors import named_by_status, openai_error, route_error
 
 CHAT_PATH = "/v1" + CHAT_ROUTE
 # Characters that str.splitlines() breaks lines on but JSON leaves unescaped inside strings.
@@ -143,7 +143,7 @@ def _as_openai_errors(method: str, path: str) -> Iterator[None]:
     except UpstreamStatusError as exc:
         unrouted = route_error(exc.status, exc.body, method, path)
         if unrouted is not None:
-            raise openai_error(exc.status, unrouted, logged=unrouted) from None
+            raise openai_error(exc.status, unrouted, named_by_status(exc.status, unrouted), logged=unrouted) from None
         raise openai_error(exc.status, exc.message, exc.body) from None
     except (urllib3.exceptions.HTTPError, httpx2.TransportError, openai.APIConnectionError) as exc:
         raise openai_error(503, unreachable(exc), logged=unreachable(exc)) from None

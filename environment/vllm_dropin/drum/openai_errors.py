@@ -10,6 +10,7 @@ once, with its type and param.
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from typing import Any
 
 import flask
@@ -29,6 +30,11 @@ def error_object(status: int, body: Any, fallback: str) -> dict[str, Any]:
         "param": body.get("param"),
         "code": body.get("code", status),
     }
+
+
+def named_by_status(status: int, message: str) -> dict[str, Any]:
+    """An error body whose type is its status's name, as vLLM names the errors of its web framework."""
+    return {"message": message, "type": HTTPStatus(status).phrase}
 
 
 def route_error(status: int, body: Any, method: str, path: str) -> str | None:

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
@@ -25,7 +24,7 @@ from werkzeug.exceptions import HTTPException
 
 from vllm_dropin.drum import sse
 from vllm_dropin.drum.client import JsonConnection, Upstream, unreachable
-from vllm_dropin.drum.openai_errors import error_object, route_error
+from vllm_dropin.drum.openai_errors import error_object, named_by_status, route_error
 
 DIRECT_ACCESS = ("directAccess", "nim")  # DRUM's prefixes of a passthrough to the model's own server
 DRUM_PASSTHROUGH_VIEW = "model_api.forward_request"  # DRUM's view of them, which needs an OpenAI predictor
@@ -117,7 +116,7 @@ def _json_or_none(body: bytes) -> Any:
 
 def error_response(status: int, message: str) -> flask.Response:
     """An error in OpenAI's shape, its type the status's name as vLLM names it."""
-    error = error_object(status, {"message": message, "type": HTTPStatus(status).phrase}, message)
+    error = error_object(status, named_by_status(status, message), message)
     return flask.Response(json.dumps({"error": error}), status=status, mimetype="application/json")
 
 
