@@ -12,7 +12,7 @@ from pathlib import Path
 from bench import servers
 
 FIGURES = ("completed", "failed", "request_throughput", "output_throughput", "median_ttft_ms", "p99_ttft_ms",
-           "median_itl_ms", "median_e2el_ms")  # fmt: skip
+           "median_itl_ms")  # fmt: skip
 
 
 def serve(
@@ -36,7 +36,7 @@ def serve(
         "--backend", backend, "--base-url", endpoint.base_url.removesuffix("/v1"), "--endpoint", route,
         "--model", "datarobot-deployed-llm", "--tokenizer", str(tokenizer),
         "--dataset-name", "random", "--random-input-len", str(input_len), "--random-output-len", str(output_len),
-        "--num-prompts", str(requests), "--max-concurrency", str(in_flight), "--ignore-eos", "--temperature", "0",
+        "--num-prompts", str(requests), "--max-concurrency", str(in_flight), "--ignore-eos",
         "--disable-tqdm", "--save-result", "--result-dir", str(out), "--result-filename", result.name,
     ]  # fmt: skip
     env = {**os.environ, "OPENAI_API_KEY": endpoint.api_key}

@@ -27,11 +27,12 @@ def loads(text: str) -> list[tuple[int, int]]:
 
 
 def compared(service: RunningEnvironment, args: argparse.Namespace) -> list[dict]:
-    paths = {
+    every = {
         "bare": servers.Endpoint(f"{service.url}/v1"),
         "directAccess": servers.Endpoint(f"{service.url}/directAccess/v1"),
         "direct": servers.vllm_endpoint_of(service),
     }
+    paths = {name: every[name] for name in args.paths}
     rows = []
     for in_flight, count in args.loads:
         runs: dict[str, list[dict]] = {name: [] for name in paths}
@@ -50,7 +51,7 @@ def compared(service: RunningEnvironment, args: argparse.Namespace) -> list[dict
         }
         for name, figures in medians.items():
             rows.append({"in_flight": in_flight, "requests": count, "path": name} | figures)
-        for name in ("bare", "directAccess"):
+        for name in [name for name in paths if name != "direct"]:
             ratios = {k: medians[name][k] / medians["direct"][k] for k in TARGETS if medians["direct"][k]}
             rows.append({"in_flight": in_flight, "requests": count, "path": f"{name}/direct"} | ratios)
     return rows
@@ -70,6 +71,12 @@ def main() -> None:
     p.add_argument("--output-len", type=int, default=128)
     p.add_argument("--route", default="/v1/completions", help="vllm bench serve's --endpoint")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--paths",
+        type=lambda text: ["direct", *(name for name in text.split(",") if name != "direct")],
+        default=["direct", "bare", "directAccess"],
+        help="through the deployment: bare, directAccess (direct is always run)",
+    )
     p.add_argument("--env", action="append", default=[], help="NAME=VALUE for the deployment (e.g. MAX_WORKERS=4)")
     p.add_argument("--out", type=Path, default=Path(".build/bench-surface"))
     args = p.parse_args()
