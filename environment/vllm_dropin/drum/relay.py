@@ -65,24 +65,24 @@ def relay(upstream: Upstream, path: str) -> flask.Response:
     request = flask.request
     target = quote(f"/{path}") + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
     connection = upstream.posts.take()
+    reply, streamed = None, False
     try:
         headers = connection.authorized(forwarded(request.headers.items()))
         reply = connection.send(request.method, target, request.get_data() or None, headers, whole=False)
-    except urllib3.exceptions.HTTPError as exc:
-        upstream.posts.give_back(connection)
+        if reply.headers.get("content-type", "").startswith("text/event-stream"):
+            streamed, answer = True, reply  # the stream gives the connection back when it ends
+            chunks = sse.fair(answer.stream(None), lambda: _finish(upstream, connection, answer))
+            return flask.Response(chunks, status=answer.status, headers=returned(answer.headers.items()))
+        body = reply.data
+    except urllib3.exceptions.HTTPError as exc:  # no answer, or vLLM gone before its end
         log.warning("%s", unreachable(exc))
         return error_response(503, unreachable(exc))
-    if reply.headers.get("content-type", "").startswith("text/event-stream"):
-        return flask.Response(
-            sse.fair(reply.stream(None), lambda: _finish(upstream, connection, reply)),
-            status=reply.status,
-            headers=returned(reply.headers.items()),
-        )
-    try:
-        body = reply.data
     finally:
-        _finish(upstream, connection, reply)
-    unrouted = route_error(reply.status, _json_or_none(body), request.method, f"/{path}")
+        if not streamed:
+            _finish(upstream, connection, reply)
+    unrouted = (
+        route_error(reply.status, _json_or_none(body), request.method, f"/{path}") if reply.status >= 400 else None
+    )
     if unrouted is not None:
         return error_response(reply.status, unrouted)
     return flask.Response(body, status=reply.status, headers=returned(reply.headers.items()))
@@ -98,12 +98,13 @@ def returned(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(name, value) for name, value in headers if name.lower() not in NOT_RETURNED]
 
 
-def _finish(upstream: Upstream, connection: JsonConnection, reply: urllib3.BaseHTTPResponse) -> None:
+def _finish(upstream: Upstream, connection: JsonConnection, reply: urllib3.BaseHTTPResponse | None) -> None:
     """Give the connection back: kept alive when vLLM's answer was read to its end, else closed,
     so that vLLM sees its client gone."""
-    if not reply.isclosed():
-        reply.close()
-    reply.release_conn()
+    if reply is not None:
+        if not reply.isclosed():
+            reply.close()
+        reply.release_conn()
     upstream.posts.give_back(connection)
 
 
