@@ -30,7 +30,7 @@ REQUESTS_FOR_A_BATCH_IN_FLIGHT = 8  # a batch that fits in flight: its rows in t
 
 @dataclass(frozen=True, kw_only=True)
 class BatchSettings:
-    """What `score()` needs to turn rows into chat completions.
+    """What `score()` needs to turn rows into chat completions (or embeddings).
 
     Field names are those of the runtime parameters that feed "batch" (a test keeps them equal).
     max_concurrent_rows is None until the vLLM process decides it (`Layout.rows_in_flight`)."""

@@ -1,4 +1,5 @@
-"""Request data (prompts, cells, JSON values) never reaches an error, a log line or an event; JSON
+"""Request data (prompts, cells, JSON values) never reaches an error, a log line or an event (chat,
+batch and vLLM's relayed routes alike); JSON
 batches are read as the platform sends them; chat errors come back in OpenAI's shape."""
 
 from __future__ import annotations
@@ -68,6 +69,15 @@ MARKED_CHATS = [
     {"model": "datarobot-deployed-llm", "messages": [{"role": "user", "content": MARK * 50000}]},
 ]
 
+# vLLM's other routes, relayed (bare and under /directAccess/): vLLM's errors go to their caller only.
+MARKED_RELAYED = [
+    ("/v1/completions", {"model": "no-such-model", "prompt": MARK}),
+    ("/v1/completions", {"model": "datarobot-deployed-llm", "prompt": MARK, "max_tokens": -1}),
+    ("/v1/responses", {"model": "no-such-model", "input": MARK}),
+    ("/tokenize", {"model": "no-such-model", "prompt": MARK}),
+    ("/v1/embeddings", {"model": "datarobot-deployed-llm", "input": MARK}),  # no such route here
+]
+
 
 def test_marked_request_data_reaches_no_error_and_no_log(main_env):
     before = len(main_env.log())
@@ -80,6 +90,11 @@ def test_marked_request_data_reaches_no_error_and_no_log(main_env):
         reply = requests.post(f"{main_env.url}/v1/chat/completions", json=body, timeout=300)
         assert 400 <= reply.status_code < 500, (reply.status_code, reply.text[:300])
         errors.append(json.dumps(reply.json()["error"]["type"]))  # the message is vLLM's answer to its caller
+    for prefix in ("", "/directAccess"):
+        for path, body in MARKED_RELAYED:
+            reply = requests.post(f"{main_env.url}{prefix}{path}", json=body, timeout=300)
+            assert 400 <= reply.status_code < 500, (path, reply.status_code, reply.text[:300])
+            errors.append(json.dumps(reply.json()["error"]["type"]))
     assert [e for e in errors if MARK in e] == []
     logged = main_env.log()[before:]
     assert MARK not in logged, logged[logged.find(MARK) - 300 : logged.find(MARK) + 100]

@@ -1,4 +1,5 @@
-"""Batch predictions: every row becomes one chat completion.
+"""Batch predictions: every row becomes one chat completion, or, when the served model is a
+pooling model, one embedding (JSON text in the target column).
 
 A row's prompt is its prompt column, or `prompt_template` filled from its columns (rendered
 when the row is sent, so memory stays O(concurrency)). Answers can be constrained to a JSON
