@@ -128,5 +128,6 @@ def adapter_only(upstream: Endpoint, batch: BatchSettings, work: Path, model: st
     endpoint = VllmEndpoint(upstream.base_url, upstream.api_key, model)
     address = f"127.0.0.1:{port}"
     env = drum_server.drum_env(plan, endpoint, os.environ, address, layout)
+    drum_server.metrics_dir(layout).mkdir(exist_ok=True)
     argv = drum_server.drum_command(address)
     return Service(argv, env, work / "adapter-only.log", name="adapter"), f"http://127.0.0.1:{port}"

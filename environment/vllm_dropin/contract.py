@@ -24,6 +24,8 @@ DEFAULT_SERVED_ALIAS = "datarobot-deployed-llm"
 # pooled connections: a request sent as the server closes fails with "Server disconnected").
 # The adapter's clients drop idle connections after half of it, so they never meet a closing one.
 UPSTREAM_KEEPALIVE_S = 60
+# prometheus_client's folder of per-process values: DRUM's workers count into it (drum.telemetry)
+MULTIPROC_DIR_VAR = "PROMETHEUS_MULTIPROC_DIR"
 LABEL_ROWS_PER_REQUEST = 8  # labels are short and alike: rows share a request at no cost to each other
 REQUESTS_FOR_A_BATCH_IN_FLIGHT = 8  # a batch that fits in flight: its rows in this many requests
 

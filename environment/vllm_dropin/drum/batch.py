@@ -32,8 +32,10 @@ from datarobot_drum.drum.exceptions import CustomHTTPError
 
 from vllm_dropin import prompt_template
 from vllm_dropin.contract import BatchSettings
+from vllm_dropin.drum import telemetry
 from vllm_dropin.drum.client import CHAT_ROUTE, EMBEDDINGS_ROUTE, Upstream, UpstreamStatusError, unreachable
 
+BATCH_ROUTE = "/predictions/"  # the route label of batch rows' tokens
 ERROR_COLUMN = "error"
 DETAIL_COLUMNS = ("prompt_tokens", "completion_tokens")
 MAX_LISTED_ERRORS = 5
@@ -216,14 +218,16 @@ def _content(choice: dict[str, Any]) -> str:
 
 
 def _complete(upstream: Upstream, prompt: str) -> RowResult:
+    model = _model(upstream, prompt)
     try:
-        completion = _post(upstream, CHAT_ROUTE, request_for(prompt, upstream.batch, _model(upstream, prompt)))
+        completion = _post(upstream, CHAT_ROUTE, request_for(prompt, upstream.batch, model))
     except UpstreamStatusError as exc:
         if exc.status >= 500:
             raise
         return RowResult(error=f"rejected by vLLM: {exc.message}")
     ordered = sorted(completion.get("choices") or [], key=lambda c: c.get("index", 0))
     usage = completion.get("usage") or {}
+    telemetry.count_usage(BATCH_ROUTE, model, usage)
     return RowResult(
         choices=[_content(c) for c in ordered],
         prompt_tokens=usage.get("prompt_tokens"),
@@ -239,13 +243,14 @@ def complete_rows(upstream: Upstream, prompts: list[str]) -> list[RowResult]:
     vLLM without the endpoint (404) the same way."""
     if len(prompts) == 1:
         return [_complete(upstream, prompts[0])]
+    model = _model(upstream, prompts[0])
     try:
-        body = request_for_rows(prompts, upstream.batch, _model(upstream, prompts[0]))
-        completion = _post(upstream, "/chat/completions/batch", body)
+        completion = _post(upstream, "/chat/completions/batch", request_for_rows(prompts, upstream.batch, model))
     except UpstreamStatusError as exc:
         if exc.status >= 500:
             raise
         return [_complete(upstream, prompt) for prompt in prompts]
+    telemetry.count_usage(BATCH_ROUTE, model, completion.get("usage"))
     by_row = {c.get("index", 0): c for c in completion.get("choices") or []}
     return [_row_of(by_row.get(i)) for i in range(len(prompts))]
 
@@ -254,14 +259,16 @@ def embed_rows(upstream: Upstream, prompts: list[str]) -> list[RowResult]:
     """Rows that share a model, embedded in one request to vLLM's /v1/embeddings (item i is row
     i's); the embedding as JSON text. A request vLLM rejects is sent again row by row, so that a
     bad row gets its own error and the others their embeddings."""
+    model = _model(upstream, prompts[0])
     try:
-        answer = _post(upstream, EMBEDDINGS_ROUTE, {"model": _model(upstream, prompts[0]), "input": list(prompts)})
+        answer = _post(upstream, EMBEDDINGS_ROUTE, {"model": model, "input": list(prompts)})
     except UpstreamStatusError as exc:
         if exc.status >= 500:
             raise
         if len(prompts) == 1:
             return [RowResult(error=f"rejected by vLLM: {exc.message}")]
         return [row for prompt in prompts for row in embed_rows(upstream, [prompt])]
+    telemetry.count_usage(BATCH_ROUTE, model, answer.get("usage"))
     by_row = {item.get("index", 0): item for item in answer.get("data") or []}
     tokens = (answer.get("usage") or {}).get("prompt_tokens") if len(prompts) == 1 else None
     return [_embedding_of(by_row.get(i), tokens) for i in range(len(prompts))]
@@ -335,7 +342,12 @@ def run_rows(
     size = max(1, min(rows_per_request, concurrency))
 
     def send(group: list[tuple[int, Any]]) -> None:
-        for (i, _), result in zip(group, complete([prompt for _, prompt in group]), strict=True):
+        telemetry.BATCH_ROWS_IN_FLIGHT.inc(len(group))
+        try:
+            answered = complete([prompt for _, prompt in group])
+        finally:
+            telemetry.BATCH_ROWS_IN_FLIGHT.dec(len(group))
+        for (i, _), result in zip(group, answered, strict=True):
             results[i] = result
 
     def worker() -> None:
@@ -435,7 +447,12 @@ def score(data: pd.DataFrame, upstream: Upstream) -> pd.DataFrame:
         size = settings.rows_to_a_request(len(prompts), alike=send is embed_rows)
         results = run_rows(prompts, complete, settings.max_concurrent_rows, progress, size)
     except urllib3.exceptions.HTTPError as exc:
+        telemetry.BATCH_ROWS.labels("failed").inc(len(prompts))
         raise CustomHTTPError(unreachable(exc), status_code=503) from None
     except UpstreamStatusError as exc:
+        telemetry.BATCH_ROWS.labels("failed").inc(len(prompts))
         raise CustomHTTPError(f"vLLM failed: {exc.message}", status_code=502) from None
+    failed = sum(r.error is not None for r in results)
+    telemetry.BATCH_ROWS.labels("ok").inc(len(results) - failed)
+    telemetry.BATCH_ROWS.labels("failed").inc(failed)
     return to_frame(results, upstream.target, upstream.batch)

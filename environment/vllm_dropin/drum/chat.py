@@ -11,7 +11,7 @@ import httpx2
 import openai
 import urllib3
 
-from vllm_dropin.drum import sse
+from vllm_dropin.drum import sse, telemetry
 from vllm_dropin.drum.client import CHAT_ROUTE, Upstream, UpstreamStatusError, unreachable
 from vllm_dropin.drum.openai_errors import named_by_status, openai_error, route_error
 
@@ -161,7 +161,9 @@ def chat(params: dict[str, Any], upstream: Upstream) -> Any:
     # No SSE to decode: urllib3, at about half the CPU of openai's client per plain chat
     # (bench.relay --plain), time a burst's chats wait in turn.
     with _as_openai_errors("POST", CHAT_PATH), upstream.posts.client() as connection:
-        return RelayCompletion(connection.post(CHAT_ROUTE, params))
+        answer = connection.post(CHAT_ROUTE, params)
+    telemetry.count_usage(CHAT_PATH, str(params.get("model")), answer.get("usage"))
+    return RelayCompletion(answer)
 
 
 def _streamed(params: dict[str, Any], upstream: Upstream) -> Iterator[Any]:

@@ -190,6 +190,7 @@ class Upstream:
     target: str  # the output column of batch predictions
     lora_adapters: list[str]  # served LoRA adapters (names a row may pick)
     rows_route: str | None = CHAT_ROUTE  # where batch rows go (under /v1); None: the model serves neither
+    vllm_paths: frozenset[str] = frozenset()  # the route templates vLLM serves (empty: not published)
 
 
 def rows_route(paths: set[str] | None) -> str | None:
@@ -217,6 +218,15 @@ def connect(contract: WorkerContract, layout: Layout) -> Upstream:
     pool = ClientPool(lambda: StreamClient(vllm.base_url, vllm.api_key, tls))
     posts = ClientPool(lambda: JsonConnection(vllm.base_url, vllm.api_key, tls))
     with posts.client() as connection:
-        route = rows_route(served_paths(connection))
+        paths = served_paths(connection)
     batch = contract.batch_in(layout)
-    return Upstream(pool, posts, vllm.model, batch, contract.target, contract.lora_adapters, route)
+    return Upstream(
+        pool,
+        posts,
+        vllm.model,
+        batch,
+        contract.target,
+        contract.lora_adapters,
+        rows_route(paths),
+        frozenset(paths or ()),
+    )

@@ -22,7 +22,7 @@ import flask
 import urllib3
 from werkzeug.exceptions import HTTPException
 
-from vllm_dropin.drum import sse
+from vllm_dropin.drum import sse, telemetry
 from vllm_dropin.drum.client import JsonConnection, Upstream, unreachable
 from vllm_dropin.drum.openai_errors import error_object, named_by_status, route_error
 
@@ -80,12 +80,21 @@ def relay(upstream: Upstream, path: str) -> flask.Response:
     finally:
         if not streamed:
             _finish(upstream, connection, reply)
-    unrouted = (
-        route_error(reply.status, _json_or_none(body), request.method, f"/{path}") if reply.status >= 400 else None
-    )
-    if unrouted is not None:
-        return error_response(reply.status, unrouted)
+    if reply.status == 200 and b'"usage"' in body:
+        _count_tokens(f"/{path}", request.get_data(), body, upstream)
+    if reply.status >= 400:  # only an error's body is read here
+        unrouted = route_error(reply.status, _json_or_none(body), request.method, f"/{path}")
+        if unrouted is not None:
+            return error_response(reply.status, unrouted)
     return flask.Response(body, status=reply.status, headers=returned(reply.headers.items()))
+
+
+def _count_tokens(path: str, sent: bytes, body: bytes, upstream: Upstream) -> None:
+    """The tokens of an answer's usage, under the model the request named."""
+    answer, request = _json_or_none(body), _json_or_none(sent)
+    if isinstance(answer, dict):
+        model = request.get("model") if isinstance(request, dict) else None
+        telemetry.count_usage(telemetry.route_names(upstream.vllm_paths).of(path), str(model), answer.get("usage"))
 
 
 def forwarded(headers: Iterable[tuple[str, str]]) -> dict[str, str]:

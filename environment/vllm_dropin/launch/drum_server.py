@@ -13,7 +13,7 @@ from pathlib import Path
 from gunicorn.util import parse_address
 
 from vllm_dropin.config.settings import PARAMETERS
-from vllm_dropin.contract import DEFAULT_TARGET, TARGET_VAR, VllmEndpoint, WorkerContract
+from vllm_dropin.contract import DEFAULT_TARGET, MULTIPROC_DIR_VAR, TARGET_VAR, VllmEndpoint, WorkerContract
 from vllm_dropin.errors import StartupError
 from vllm_dropin.launch import process_env
 from vllm_dropin.launch.processes import Child
@@ -113,7 +113,14 @@ def drum_env(
         [a.name for a in plan.adapters],
     )
     env.update(contract.to_env())
+    # the workers' Prometheus values, added up at each scrape (drum.telemetry); fresh per launch
+    env[MULTIPROC_DIR_VAR] = str(metrics_dir(layout_file))
     return process_env.with_package_path(env)
+
+
+def metrics_dir(layout_file: Path) -> Path:
+    """Where DRUM's workers keep their Prometheus values: beside the layout, in the launch's folder."""
+    return layout_file.parent / "drum-metrics"
 
 
 def drum_command(address: str) -> list[str]:
@@ -133,4 +140,5 @@ def drum_command(address: str) -> list[str]:
 
 def start(plan: LaunchPlan, endpoint: VllmEndpoint, address: str, layout_file: Path) -> Child:
     env = drum_env(plan, endpoint, os.environ, address, layout_file)
+    metrics_dir(layout_file).mkdir(exist_ok=True)
     return Child("drum", drum_command(address), env, secrets=[endpoint.api_key])

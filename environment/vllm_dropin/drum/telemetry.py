@@ -1,0 +1,96 @@
+"""The deployment's own Prometheus series, counted in every DRUM worker and read as one.
+
+DRUM's workers are processes: prometheus_client's multiprocess mode keeps each worker's values in
+files under PROMETHEUS_MULTIPROC_DIR (the supervisor gives every launch a fresh folder), and a
+scrape at any worker adds them up. GET /metrics answers vLLM's own series (every API server and
+replica, as vLLM aggregates them) followed by these.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+from vllm_dropin.contract import MULTIPROC_DIR_VAR
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OTHER_ROUTE = "other"  # a path no route of DRUM's or vLLM's matched: one label, not one per path
+SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+REQUESTS = Counter("vllm_dropin_requests", "Requests answered, by route and HTTP status.", ["route", "status"])
+DURATION = Histogram(
+    "vllm_dropin_request_duration_seconds",
+    "From a request's arrival to the end of its answer (a stream's last chunk), by route.",
+    ["route"],
+    buckets=SECONDS,
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "vllm_dropin_time_to_first_token_seconds",
+    "From a streamed request's arrival to its first chunk, by route.",
+    ["route"],
+    buckets=SECONDS,
+)
+TOKENS = Counter(
+    "vllm_dropin_tokens",
+    "Tokens in the usage answered to clients, by route, kind (prompt | completion) and model "
+    "(served name or LoRA adapter).",
+    ["route", "kind", "model"],
+)
+BATCH_ROWS = Counter("vllm_dropin_batch_rows", "Batch prediction rows answered, by outcome (ok | failed).", ["outcome"])
+BATCH_ROWS_IN_FLIGHT = Gauge(
+    "vllm_dropin_batch_rows_in_flight",
+    "Batch prediction rows sent to vLLM and not yet answered.",
+    multiprocess_mode="livesum",
+)
+
+
+def exposition() -> bytes:
+    """The deployment's series in Prometheus' text format, summed over DRUM's workers."""
+    registry = CollectorRegistry()
+    if os.environ.get(MULTIPROC_DIR_VAR):
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    from prometheus_client import REGISTRY  # one process (tests): its own values
+
+    return generate_latest(REGISTRY)
+
+
+def count_usage(route: str, model: str, usage: Mapping[str, Any] | None) -> None:
+    """Count the tokens of an answer's usage (OpenAI's prompt/completion, or the Responses API's
+    input/output names)."""
+    if not isinstance(usage, Mapping):
+        return
+    for kind, names in (
+        ("prompt", ("prompt_tokens", "input_tokens")),
+        ("completion", ("completion_tokens", "output_tokens")),
+    ):
+        tokens = next((usage[name] for name in names if isinstance(usage.get(name), int)), 0)
+        if tokens:
+            TOKENS.labels(route, kind, model).inc(tokens)
+
+
+@functools.lru_cache(maxsize=4)
+def route_names(templates: frozenset[str]) -> RouteNames:
+    """The route labels of vLLM's route templates, made once per worker."""
+    return RouteNames(templates)
+
+
+class RouteNames:
+    """The route label of a path: DRUM's rule, or the template of the vLLM route it matches
+    (`/v1/responses/{response_id}`); OTHER_ROUTE for a path that matches none."""
+
+    def __init__(self, templates: Iterable[str]) -> None:
+        self._exact = {t for t in templates if "{" not in t}
+        self._patterns = [
+            (re.compile("^" + re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(t)) + "$"), t) for t in templates if "{" in t
+        ]
+
+    def of(self, path: str) -> str:
+        if path in self._exact:
+            return path
+        return next((template for pattern, template in self._patterns if pattern.match(path)), OTHER_ROUTE)
