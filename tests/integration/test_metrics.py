@@ -3,6 +3,8 @@ workers, in a text prometheus_client's parser reads; counts equal what was sent 
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 import requests
@@ -82,9 +84,36 @@ def test_chat_stream_and_batch_series(main_env):
     assert grown("vllm_dropin_requests_total", **chat, status="200") == 2
     assert grown("vllm_dropin_time_to_first_token_seconds_count", **chat) == 1
     prompt = {**chat, "kind": "prompt", "model": MODEL}
-    assert grown("vllm_dropin_tokens_total", **prompt) >= plain.usage.prompt_tokens
+    assert grown("vllm_dropin_tokens_total", **prompt) == 2 * plain.usage.prompt_tokens  # the same chat streamed
     assert grown("vllm_dropin_batch_rows_total", outcome="ok") == 4
     assert grown("vllm_dropin_batch_rows_total", outcome="failed") == 1
     assert grown("vllm_dropin_requests_total", route="/predictions/", status="422") == 1
     assert value(after, "vllm_dropin_batch_rows_in_flight") == 0
     assert grown("vllm_dropin_tokens_total", route="/predictions/", kind="completion", model=MODEL) > 0
+
+
+@pytest.mark.parametrize(
+    ("prefix", "path", "body"),
+    [
+        ("", "/v1/chat/completions", {"messages": [{"role": "user", "content": "count me"}]}),
+        ("/directAccess", "/v1/chat/completions", {"messages": [{"role": "user", "content": "count me"}]}),
+        ("", "/v1/completions", {"prompt": "count me"}),
+    ],
+)
+def test_streams_count_their_usage_whether_or_not_the_client_asked(main_env, prefix, path, body):
+    """A stream's tokens are those vLLM counts for the same request unstreamed; a client that did
+    not ask for usage gets no usage event, one that asked gets vLLM's."""
+    body = {"model": MODEL, "max_tokens": 5, "temperature": 0, **body}
+    url = f"{main_env.url}{prefix}{path}"
+    told = requests.post(url, json=body, timeout=60).json()["usage"]
+    before = scraped(main_env)
+    for options in ({}, {"stream_options": {"include_usage": True}}):
+        response = requests.post(url, json={**body, "stream": True, **options}, timeout=60)
+        events = [json.loads(e.removeprefix("data: ")) for e in response.text.split("\n\n") if e.startswith("data: {")]
+        counts = [(e["usage"]["prompt_tokens"], e["usage"]["completion_tokens"]) for e in events if e.get("usage")]
+        assert counts == ([(told["prompt_tokens"], told["completion_tokens"])] if options else [])
+    after = scraped(main_env)
+    for kind in ("prompt", "completion"):
+        labels = {"route": path, "kind": kind, "model": MODEL}
+        grown = value(after, "vllm_dropin_tokens_total", **labels) - value(before, "vllm_dropin_tokens_total", **labels)
+        assert grown == 2 * told[f"{kind}_tokens"]

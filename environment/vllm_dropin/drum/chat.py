@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -11,7 +11,7 @@ import httpx2
 import openai
 import urllib3
 
-from vllm_dropin.drum import sse, telemetry
+from vllm_dropin.drum import sse, telemetry, usage
 from vllm_dropin.drum.client import CHAT_ROUTE, Upstream, UpstreamStatusError, unreachable
 from vllm_dropin.drum.openai_errors import named_by_status, openai_error, route_error
 
@@ -50,6 +50,11 @@ class _Relayed:
         self._data = data
         self.choices = [_Choice(c, self._part) for c in data.get("choices") or ()]
         self.datarobot_association_id: str | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """vLLM's JSON, as sent."""
+        return self._data
 
     @property
     def object(self) -> str:
@@ -162,12 +167,14 @@ def chat(params: dict[str, Any], upstream: Upstream) -> Any:
     # (bench.relay --plain), time a burst's chats wait in turn.
     with _as_openai_errors("POST", CHAT_PATH), upstream.posts.client() as connection:
         answer = connection.post(CHAT_ROUTE, params)
-    telemetry.count_usage(CHAT_PATH, str(params.get("model")), answer.get("usage"))
+    telemetry.count_usage(CHAT_PATH, str(params.get("model") or upstream.model), answer.get("usage"))
     return RelayCompletion(answer)
 
 
 def _streamed(params: dict[str, Any], upstream: Upstream) -> Iterator[Any]:
-    """The chunks of vLLM's stream, on a client lent until the stream ends or is dropped."""
+    """The chunks of vLLM's stream, on a client lent until the stream ends or is dropped; its usage
+    counted, and passed on only if the client asked for it."""
+    params, shown = usage.asked(params)
     client = upstream.clients.take()
     stream = None  # once a stream is handed to DRUM, the stream gives the client back
     try:
@@ -181,7 +188,18 @@ def _streamed(params: dict[str, Any], upstream: Upstream) -> Iterator[Any]:
         stream.close()
         upstream.clients.give_back(client)
 
-    return sse.fair(stream, release)
+    return sse.fair(_counted(stream, str(params.get("model") or upstream.model), shown), release)
+
+
+def _counted(chunks: Iterable[RelayChunk], model: str, shown: bool) -> Iterator[RelayChunk]:
+    for chunk in chunks:
+        if not chunk.choices:
+            told = usage.of_event(chunk.data)
+            if told is not None:
+                telemetry.count_usage(CHAT_PATH, model, told)
+                if not shown:
+                    continue
+        yield chunk
 
 
 def models(upstream: Upstream) -> list[Any]:

@@ -22,7 +22,7 @@ import flask
 import urllib3
 from werkzeug.exceptions import HTTPException
 
-from vllm_dropin.drum import sse, telemetry
+from vllm_dropin.drum import sse, telemetry, usage
 from vllm_dropin.drum.client import JsonConnection, Upstream, unreachable
 from vllm_dropin.drum.openai_errors import error_object, named_by_status, route_error
 
@@ -64,14 +64,19 @@ def relay(upstream: Upstream, path: str) -> flask.Response:
     connection: vLLM then aborts the request)."""
     request = flask.request
     target = quote(f"/{path}") + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
+    route = telemetry.route_names(upstream.vllm_paths).of(f"/{path}")
+    sent, shown = request.get_data(), True
+    if request.method == "POST" and route in usage.ASKED_ROUTES:
+        sent, shown = usage.asked_in(sent)
     connection = upstream.posts.take()
     reply, streamed = None, False
     try:
         headers = connection.authorized(forwarded(request.headers.items()))
-        reply = connection.send(request.method, target, request.get_data() or None, headers, whole=False)
+        reply = connection.send(request.method, target, sent or None, headers, whole=False)
         if reply.headers.get("content-type", "").startswith("text/event-stream"):
             streamed, answer = True, reply  # the stream gives the connection back when it ends
-            chunks = sse.fair(answer.stream(None), lambda: _finish(upstream, connection, answer))
+            told = usage.counted(answer.stream(None), lambda used: _count(route, sent, used, upstream.model), shown)
+            chunks = sse.fair(told, lambda: _finish(upstream, connection, answer))
             return flask.Response(chunks, status=answer.status, headers=returned(answer.headers.items()))
         body = reply.data
     except urllib3.exceptions.HTTPError as exc:  # no answer, or vLLM gone before its end
@@ -81,7 +86,9 @@ def relay(upstream: Upstream, path: str) -> flask.Response:
         if not streamed:
             _finish(upstream, connection, reply)
     if reply.status == 200 and b'"usage"' in body:
-        _count_tokens(f"/{path}", request.get_data(), body, upstream)
+        answer = _json_or_none(body)
+        if isinstance(answer, dict):
+            _count(route, sent, answer.get("usage"), upstream.model)
     if reply.status >= 400:  # only an error's body is read here
         unrouted = route_error(reply.status, _json_or_none(body), request.method, f"/{path}")
         if unrouted is not None:
@@ -89,12 +96,11 @@ def relay(upstream: Upstream, path: str) -> flask.Response:
     return flask.Response(body, status=reply.status, headers=returned(reply.headers.items()))
 
 
-def _count_tokens(path: str, sent: bytes, body: bytes, upstream: Upstream) -> None:
-    """The tokens of an answer's usage, under the model the request named."""
-    answer, request = _json_or_none(body), _json_or_none(sent)
-    if isinstance(answer, dict):
-        model = request.get("model") if isinstance(request, dict) else None
-        telemetry.count_usage(telemetry.route_names(upstream.vllm_paths).of(path), str(model), answer.get("usage"))
+def _count(route: str, sent: bytes, used: Any, served: str) -> None:
+    """The tokens of an answer's usage, under the model its request named (else the served one)."""
+    request = _json_or_none(sent)
+    model = request.get("model") if isinstance(request, dict) else None
+    telemetry.count_usage(route, str(model or served), used)
 
 
 def forwarded(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
