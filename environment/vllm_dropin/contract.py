@@ -124,6 +124,7 @@ class WorkerContract:
     layout_file: str  # where the vLLM process writes its `Layout` before vLLM starts
     target: str = DEFAULT_TARGET
     lora_adapters: list[str] = field(default_factory=list)  # adapter names vLLM serves besides the model
+    request_log: bool = True  # a JSON line per request in the log
 
     def to_env(self) -> dict[str, str]:
         return {ENV_VAR: json.dumps(asdict(self)), TARGET_VAR: self.target}

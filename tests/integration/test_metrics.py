@@ -117,3 +117,34 @@ def test_streams_count_their_usage_whether_or_not_the_client_asked(main_env, pre
         labels = {"route": path, "kind": kind, "model": MODEL}
         grown = value(after, "vllm_dropin_tokens_total", **labels) - value(before, "vllm_dropin_tokens_total", **labels)
         assert grown == 2 * told[f"{kind}_tokens"]
+
+
+def logged_requests(env, since: int) -> list[dict]:
+    """The JSON request lines DRUM's workers logged since offset `since` of the log."""
+    lines = [line.removeprefix("[drum] ") for line in env.log()[since:].splitlines()]
+    return [json.loads(line) for line in lines if line.startswith('{"event": "request"')]
+
+
+def test_one_json_line_per_request_without_its_text(main_env):
+    since = len(main_env.log())
+    secret = "zqxLOGLINEzqx"
+    client = openai.OpenAI(base_url=f"{main_env.url}/v1", api_key="unused", max_retries=0)
+    reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": secret}], max_tokens=4)
+    streamed = list(client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": secret}], max_tokens=4, stream=True
+    ))  # fmt: skip
+    assert post_csv(main_env, csv_of([secret, secret + " again"])).status_code == 200
+    expected = 3
+    lines = main_env.wait_log(lambda log: len(logged_requests(main_env, since)) >= expected)
+    assert secret not in lines[since:]
+    plain, stream, batch = logged_requests(main_env, since)[:expected]
+    assert plain["route"] == "/v1/chat/completions" and plain["status"] == 200
+    assert (plain["prompt_tokens"], plain["completion_tokens"]) == (
+        reply.usage.prompt_tokens,
+        reply.usage.completion_tokens,
+    )
+    assert plain["association_id"] == reply.model_extra["datarobot_association_id"]
+    assert plain["model"] == MODEL and plain["time_to_first_token_seconds"] is None and plain["seconds"] > 0
+    assert stream["association_id"] == streamed[0].model_extra["datarobot_association_id"]
+    assert stream["time_to_first_token_seconds"] > 0 and stream["completion_tokens"] == reply.usage.completion_tokens
+    assert batch["route"] == "/predictions/" and batch["rows"] == 2 and batch["completion_tokens"] > 0

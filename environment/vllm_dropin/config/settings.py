@@ -212,6 +212,13 @@ class Settings:
         feeds="platform",
         help="Verify TLS certificates when posting deployment status events to DataRobot.",
     )
+    request_log: bool = declare(
+        True,
+        feeds="launch",
+        help="Log one JSON line per request (route, status, seconds, time to first token, prompt and "
+        "completion tokens, model or adapter, batch rows, association id; never request or answer "
+        "text), for operators who aggregate logs. Off: no per-request lines.",
+    )
     startup_timeout_seconds: int = declare(
         1800,
         feeds="launch",

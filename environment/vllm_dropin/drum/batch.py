@@ -14,6 +14,7 @@ only, never data).
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import itertools
 import json
@@ -315,7 +316,7 @@ def at_once(send: Callable[[Any], None], groups: list[Any]) -> None:
             send(group)
         return
     with ThreadPoolExecutor(max_workers=len(groups) - 1) as others:
-        later = [others.submit(send, group) for group in groups[1:]]
+        later = [others.submit(contextvars.copy_context().run, send, group) for group in groups[1:]]
         send(groups[0])
         for done in later:
             done.result()
@@ -378,7 +379,8 @@ def run_rows(
     workers = requests if len(prompts) <= concurrency else concurrency // size
     if workers:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for done in [pool.submit(worker) for _ in range(workers)]:
+            # each in a copy of the request's context: its tokens are counted in its record
+            for done in [pool.submit(contextvars.copy_context().run, worker) for _ in range(workers)]:
                 done.result()  # re-raises a worker's exception (vLLM unreachable, 5xx)
     return results
 
@@ -440,6 +442,9 @@ def rows_sender(upstream: Upstream) -> Callable[[Upstream, list[Any]], list[RowR
 def score(data: pd.DataFrame, upstream: Upstream) -> pd.DataFrame:
     send = rows_sender(upstream)
     prompts = routed(prompts_of(data, upstream.batch), data, upstream)
+    told = telemetry.CURRENT.get()
+    if told is not None:
+        told.rows = len(prompts)
     settings = upstream.batch
     try:
         complete = functools.partial(send, upstream)

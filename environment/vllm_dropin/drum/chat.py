@@ -168,7 +168,15 @@ def chat(params: dict[str, Any], upstream: Upstream) -> Any:
     with _as_openai_errors("POST", CHAT_PATH), upstream.posts.client() as connection:
         answer = connection.post(CHAT_ROUTE, params)
     telemetry.count_usage(CHAT_PATH, str(params.get("model") or upstream.model), answer.get("usage"))
-    return RelayCompletion(answer)
+    return _told(RelayCompletion(answer))
+
+
+def _told(answer: RelayCompletion | RelayChunk) -> RelayCompletion | RelayChunk:
+    """The answer, noted as the current request's (its log line reads the association id DRUM sets)."""
+    told = telemetry.CURRENT.get()
+    if told is not None:
+        told.answer = answer
+    return answer
 
 
 def _streamed(params: dict[str, Any], upstream: Upstream) -> Iterator[Any]:
@@ -192,7 +200,11 @@ def _streamed(params: dict[str, Any], upstream: Upstream) -> Iterator[Any]:
 
 
 def _counted(chunks: Iterable[RelayChunk], model: str, shown: bool) -> Iterator[RelayChunk]:
+    first = True
     for chunk in chunks:
+        if first:
+            _told(chunk)  # DRUM gives every chunk the same association id
+            first = False
         if not chunk.choices:
             told = usage.of_event(chunk.data)
             if told is not None:

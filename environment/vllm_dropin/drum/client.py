@@ -191,6 +191,7 @@ class Upstream:
     lora_adapters: list[str]  # served LoRA adapters (names a row may pick)
     rows_route: str | None = CHAT_ROUTE  # where batch rows go (under /v1); None: the model serves neither
     vllm_paths: frozenset[str] = frozenset()  # the route templates vLLM serves (empty: not published)
+    request_log: bool = True  # a JSON line per request (drum.observe)
 
 
 def rows_route(paths: set[str] | None) -> str | None:

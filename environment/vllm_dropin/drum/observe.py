@@ -5,9 +5,13 @@ answering vLLM's own series followed by the deployment's."""
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import flask
 import urllib3
@@ -17,10 +21,18 @@ from vllm_dropin.drum.client import Upstream, unreachable
 from vllm_dropin.drum.relay import DIRECT_ACCESS, error_response
 
 _STARTED = "dropin_started"
+QUIET_ROUTES = frozenset({"/metrics", "/", "/ping/", "/health/", "/health"})  # probes: counted, not logged
+requests_log = logging.getLogger("vllm_dropin.requests")
 
 
 def init_app(app: flask.Flask, upstream: Callable[[], Upstream]) -> None:
     prefix = os.environ.get("URL_PREFIX", "")
+    if not requests_log.handlers:  # the line alone, as JSON, whatever DRUM's logging does
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        requests_log.addHandler(handler)
+        requests_log.setLevel(logging.INFO)
+        requests_log.propagate = False
     view = functools.partial(metrics, upstream)
     for path in ("/metrics", *(f"/{name}/metrics" for name in DIRECT_ACCESS)):
         app.add_url_rule(prefix + path, f"metrics{path.replace('/', '_')}", view, methods=["GET"])
@@ -28,20 +40,25 @@ def init_app(app: flask.Flask, upstream: Callable[[], Upstream]) -> None:
     def names() -> telemetry.RouteNames:  # asked per request: the worker's upstream is connected later
         return telemetry.route_names(upstream().vllm_paths)
 
+    def logged() -> bool:
+        return upstream().request_log
+
     @app.before_request
     def started() -> None:
-        setattr(flask.g, _STARTED, time.monotonic())
+        setattr(flask.g, _STARTED, (time.monotonic(), telemetry.Told()))
+        telemetry.CURRENT.set(getattr(flask.g, _STARTED)[1])
 
     @app.after_request
     def counted(response: flask.Response) -> flask.Response:
-        began = getattr(flask.g, _STARTED, None)
+        began, told = getattr(flask.g, _STARTED, (None, None))
         if began is None:
             return response
         route = route_of(flask.request, names)
+        done = Done(route, response.status_code, began, told, logged())
         if response.is_streamed:
-            response.response = _timed(response.response, route, response.status_code, began)
+            response.response = _timed(response.response, done)
         else:
-            _answered(route, response.status_code, began)
+            done()
         return response
 
 
@@ -56,26 +73,55 @@ def route_of(request: flask.Request, names: Callable[[], telemetry.RouteNames]) 
     return names().of(f"/{path}")
 
 
-def _answered(route: str, status: int, began: float) -> None:
-    telemetry.REQUESTS.labels(route, str(status)).inc()
-    telemetry.DURATION.labels(route).observe(time.monotonic() - began)
+@dataclass
+class Done:
+    """A request's end: its series counted and, unless turned off, its JSON line logged."""
+
+    route: str
+    status: int
+    began: float
+    told: telemetry.Told
+    log: bool
+
+    def __call__(self) -> None:
+        seconds = time.monotonic() - self.began
+        telemetry.REQUESTS.labels(self.route, str(self.status)).inc()
+        telemetry.DURATION.labels(self.route).observe(seconds)
+        if self.log and self.route not in QUIET_ROUTES:
+            requests_log.info("%s", json.dumps(line(self.route, self.status, seconds, self.told)))
 
 
-def _timed(chunks: Iterable[bytes], route: str, status: int, began: float) -> Iterator[bytes]:
-    """The stream's chunks, its first chunk's time and its whole time counted (at its end, or when
+def line(route: str, status: int, seconds: float, told: telemetry.Told) -> dict[str, object]:
+    """A request's log line: what it asked of and was told by the deployment, without its text."""
+    first = told.first_chunk_s
+    return {
+        "event": "request",
+        "route": route,
+        "status": status,
+        "seconds": round(seconds, 4),
+        "time_to_first_token_seconds": None if first is None else round(first, 4),
+        "prompt_tokens": told.prompt_tokens,
+        "completion_tokens": told.completion_tokens,
+        "model": told.model,
+        "rows": told.rows,
+        "association_id": getattr(told.answer, "datarobot_association_id", None),
+    }
+
+
+def _timed(chunks: Iterable[bytes], done: Done) -> Iterator[bytes]:
+    """The stream's chunks, its first chunk's time and its end counted (at its last chunk, or when
     its client leaves)."""
-    first = True
     try:
         for chunk in chunks:
-            if first:
-                telemetry.TIME_TO_FIRST_TOKEN.labels(route).observe(time.monotonic() - began)
-                first = False
+            if done.told.first_chunk_s is None:
+                done.told.first_chunk_s = time.monotonic() - done.began
+                telemetry.TIME_TO_FIRST_TOKEN.labels(done.route).observe(done.told.first_chunk_s)
             yield chunk
     finally:
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
-        _answered(route, status, began)
+        done()
 
 
 def metrics(upstream: Callable[[], Upstream]) -> flask.Response:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
@@ -60,18 +63,39 @@ def exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
+@dataclass
+class Told:
+    """What one request told its client, for its log line (never its text)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str | None = None
+    rows: int | None = None  # a batch's
+    first_chunk_s: float | None = None  # a stream's
+    answer: Any = None  # the relayed chat answer (or a chunk) DRUM gives its association id
+
+
+# The request being answered: set per request (greenlet-local under DRUM's gevent workers); a
+# batch's worker threads run in a copy of their request's context.
+CURRENT: ContextVar[Told | None] = ContextVar("dropin_request", default=None)
+_TOLD_LOCK = threading.Lock()
+USAGE_NAMES = {"prompt": ("prompt_tokens", "input_tokens"), "completion": ("completion_tokens", "output_tokens")}
+
+
 def count_usage(route: str, model: str, usage: Mapping[str, Any] | None) -> None:
     """Count the tokens of an answer's usage (OpenAI's prompt/completion, or the Responses API's
-    input/output names)."""
+    input/output names), in the series and in the current request's record."""
     if not isinstance(usage, Mapping):
         return
-    for kind, names in (
-        ("prompt", ("prompt_tokens", "input_tokens")),
-        ("completion", ("completion_tokens", "output_tokens")),
-    ):
+    told = CURRENT.get()
+    for kind, names in USAGE_NAMES.items():
         tokens = next((usage[name] for name in names if isinstance(usage.get(name), int)), 0)
         if tokens:
             TOKENS.labels(route, kind, model).inc(tokens)
+        if told is not None:
+            with _TOLD_LOCK:
+                setattr(told, f"{kind}_tokens", getattr(told, f"{kind}_tokens") + tokens)
+                told.model = model
 
 
 @functools.lru_cache(maxsize=4)

@@ -111,6 +111,7 @@ def drum_env(
         str(layout_file),
         base.get(TARGET_VAR) or DEFAULT_TARGET,
         [a.name for a in plan.adapters],
+        plan.request_log,
     )
     env.update(contract.to_env())
     # the workers' Prometheus values, added up at each scrape (drum.telemetry); fresh per launch

@@ -43,6 +43,7 @@ class LaunchPlan:
     cache_dir: Path
     startup_timeout: int
     verify_ssl: bool
+    request_log: bool = True  # DRUM's workers log a JSON line per request
     engine_env: dict[str, str] = field(default_factory=dict)  # from parameters that feed vLLM's env
     adapters: list[Adapter] = field(default_factory=list)  # LoRA adapters found in the model folder
     hub_mirror: str | None = None  # HF_ENDPOINT for vLLM's own hub downloads
@@ -111,6 +112,7 @@ def build(config: Config, facts: ModelFacts, gpus: GpuInventory = NO_GPU, cpus: 
         cache_dir=config.cache_dir,
         startup_timeout=settings.startup_timeout_seconds,
         verify_ssl=settings.verifySSL,
+        request_log=settings.request_log,
         engine_env={
             p.env_var: str(getattr(settings, p.name))
             for p in PARAMETERS
