@@ -25,7 +25,14 @@ $(AZURITE)/node_modules/.installed: $(AZURITE)/package-lock.json
 	npm ci --prefix $(AZURITE) --no-audit --no-fund --ignore-scripts --loglevel=error \
 	  && touch $@ || echo "npm could not install Azurite: the Azure Blob tests will be skipped"
 
-test: lint $(AZURITE)/node_modules/.installed
+# Prometheus (Debian's package, unpacked, not installed) for the scrape test; it skips if apt cannot fetch it.
+PROMETHEUS := tests/prometheus
+$(PROMETHEUS)/.installed:
+	mkdir -p $(PROMETHEUS) && cd $(PROMETHEUS) && apt-get download prometheus >/dev/null 2>&1 \
+	  && dpkg -x prometheus_*.deb root && touch .installed \
+	  || echo "apt could not fetch Prometheus: the Prometheus scrape test will be skipped"
+
+test: lint $(AZURITE)/node_modules/.installed $(PROMETHEUS)/.installed
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (not tests): figures and ratios side by side; see README "Benchmarks".
