@@ -54,3 +54,35 @@ def test_several_events_in_one_chunk_and_the_responses_apis_completion():
     out = list(usage.counted([together, event(completed, "response.completed")], counted.append, shown=False))
     assert counted == [USAGE["usage"], completed["response"]["usage"]]
     assert out == [event(CHUNK) + event("[DONE]"), event(completed, "response.completed")]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            b'{"data": [{"embedding": [0.1]}], "usage": {"prompt_tokens": 3, "total_tokens": 3}}',
+            {"prompt_tokens": 3, "total_tokens": 3},
+        ),
+        (
+            b'{"choices": [{"text": "\\"usage\\": {}"}], "usage": {"prompt_tokens": 1}, "kv": null}',
+            {"prompt_tokens": 1},
+        ),
+        (b'{"choices": []}', None),
+        (b'{"usage": null}', None),
+        (b"not json", None),
+    ],
+)
+def test_a_whole_answers_usage_is_read_from_its_end(body, expected):
+    assert usage.in_body(body) == expected
+
+
+@pytest.mark.parametrize(
+    ("sent", "expected"),
+    [
+        (b'{"model": "tone", "prompt": "x"}', "tone"),
+        (b'{"prompt": "say \\"model\\": \\"no\\"", "model":"a\\u00fc"}', "a\u00fc"),
+        (b'{"prompt": "x"}', None),
+    ],
+)
+def test_the_model_a_request_names(sent, expected):
+    assert usage.model_in(sent) == expected

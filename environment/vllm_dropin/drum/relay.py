@@ -85,11 +85,9 @@ def relay(upstream: Upstream, path: str) -> flask.Response:
     finally:
         if not streamed:
             _finish(upstream, connection, reply)
-    if reply.status == 200 and b'"usage"' in body:
-        answer = _json_or_none(body)
-        if isinstance(answer, dict):
-            _count(route, sent, answer.get("usage"), upstream.model)
-    if reply.status >= 400:  # only an error's body is read here
+    if reply.status == 200:
+        _count(route, sent, usage.in_body(body), upstream.model)
+    if reply.status >= 400:  # an error's body is decoded only to tell the web framework's errors
         unrouted = route_error(reply.status, _json_or_none(body), request.method, f"/{path}")
         if unrouted is not None:
             return error_response(reply.status, unrouted)
@@ -98,9 +96,8 @@ def relay(upstream: Upstream, path: str) -> flask.Response:
 
 def _count(route: str, sent: bytes, used: Any, served: str) -> None:
     """The tokens of an answer's usage, under the model its request named (else the served one)."""
-    request = _json_or_none(sent)
-    model = request.get("model") if isinstance(request, dict) else None
-    telemetry.count_usage(route, str(model or served), used)
+    if used is not None:
+        telemetry.count_usage(route, usage.model_in(sent) or served, used)
 
 
 def forwarded(headers: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -10,12 +10,40 @@ what vLLM would have sent it. The Responses API's stream always ends with its us
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 # The routes whose streams carry usage only when asked (vLLM's stream_options).
 ASKED_ROUTES = frozenset({"/v1/completions", "/v1/chat/completions"})
 _DONE = b"data: [DONE]"
+_DECODER = json.JSONDecoder()
+# A JSON string never holds an unescaped quote, so this finds a "model" key, not text that says so.
+_MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def in_body(body: bytes) -> dict[str, Any] | None:
+    """The usage of a whole answer, read from its last "usage" key without decoding the rest (an
+    embeddings answer can be megabytes of numbers; vLLM writes usage after the data)."""
+    at = body.rfind(b'"usage":')
+    if at < 0:
+        return None
+    try:
+        usage, _ = _DECODER.raw_decode(body[at + len(b'"usage":') :].decode().lstrip())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return usage if isinstance(usage, dict) else None
+
+
+def model_in(sent: bytes) -> str | None:
+    """The model a request names, found without decoding the request (its input may be long)."""
+    found = _MODEL.search(sent)
+    if found is None:
+        return None
+    try:
+        return json.loads(b'"' + found[1] + b'"')
+    except ValueError:
+        return None
 
 
 def asked(body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
