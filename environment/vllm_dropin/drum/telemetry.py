@@ -87,15 +87,26 @@ def count_usage(route: str, model: str, usage: Mapping[str, Any] | None) -> None
     input/output names), in the series and in the current request's record."""
     if not isinstance(usage, Mapping):
         return
+    prompt, completion = (
+        next((usage[name] for name in names if isinstance(usage.get(name), int)), 0) for names in USAGE_NAMES.values()
+    )
+    counters = _token_counters(route, model)
+    if prompt:
+        counters[0].inc(prompt)
+    if completion:
+        counters[1].inc(completion)
     told = CURRENT.get()
-    for kind, names in USAGE_NAMES.items():
-        tokens = next((usage[name] for name in names if isinstance(usage.get(name), int)), 0)
-        if tokens:
-            TOKENS.labels(route, kind, model).inc(tokens)
-        if told is not None:
-            with _TOLD_LOCK:
-                setattr(told, f"{kind}_tokens", getattr(told, f"{kind}_tokens") + tokens)
-                told.model = model
+    if told is not None:
+        with _TOLD_LOCK:
+            told.prompt_tokens += prompt
+            told.completion_tokens += completion
+            told.model = model
+
+
+@functools.lru_cache(maxsize=256)
+def _token_counters(route: str, model: str) -> tuple[Any, Any]:
+    """The prompt and completion counters of a route and model (labels() is a lookup per call)."""
+    return TOKENS.labels(route, "prompt", model), TOKENS.labels(route, "completion", model)
 
 
 @functools.lru_cache(maxsize=4)
