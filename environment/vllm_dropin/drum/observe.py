@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import sys
 import time
@@ -22,17 +21,10 @@ from vllm_dropin.drum.relay import DIRECT_ACCESS, error_response
 
 _STARTED = "dropin_started"
 QUIET_ROUTES = frozenset({"/metrics", "/", "/ping/", "/health/", "/health"})  # probes: counted, not logged
-requests_log = logging.getLogger("vllm_dropin.requests")
 
 
 def init_app(app: flask.Flask, upstream: Callable[[], Upstream]) -> None:
     prefix = os.environ.get("URL_PREFIX", "")
-    if not requests_log.handlers:  # the line alone, as JSON, whatever DRUM's logging does
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        requests_log.addHandler(handler)
-        requests_log.setLevel(logging.INFO)
-        requests_log.propagate = False
     view = functools.partial(metrics, upstream)
     for path in ("/metrics", *(f"/{name}/metrics" for name in DIRECT_ACCESS)):
         app.add_url_rule(prefix + path, f"metrics{path.replace('/', '_')}", view, methods=["GET"])
@@ -45,8 +37,9 @@ def init_app(app: flask.Flask, upstream: Callable[[], Upstream]) -> None:
 
     @app.before_request
     def started() -> None:
-        setattr(flask.g, _STARTED, (time.monotonic(), telemetry.Told()))
-        telemetry.CURRENT.set(getattr(flask.g, _STARTED)[1])
+        told = telemetry.Told()
+        setattr(flask.g, _STARTED, (time.monotonic(), told))
+        telemetry.CURRENT.set(told)
 
     @app.after_request
     def counted(response: flask.Response) -> flask.Response:
@@ -85,10 +78,14 @@ class Done:
 
     def __call__(self) -> None:
         seconds = time.monotonic() - self.began
-        telemetry.REQUESTS.labels(self.route, str(self.status)).inc()
-        telemetry.DURATION.labels(self.route).observe(seconds)
+        requests, duration = telemetry.answered(self.route, self.status)
+        requests.inc()
+        duration.observe(seconds)
         if self.log and self.route not in QUIET_ROUTES:
-            requests_log.info("%s", json.dumps(line(self.route, self.status, seconds, self.told)))
+            # the line alone, as JSON, straight to the log (the logging module's record would
+            # double what counting costs a short request)
+            sys.stdout.write(json.dumps(line(self.route, self.status, seconds, self.told)) + "\n")
+            sys.stdout.flush()
 
 
 def line(route: str, status: int, seconds: float, told: telemetry.Told) -> dict[str, object]:
@@ -115,7 +112,7 @@ def _timed(chunks: Iterable[bytes], done: Done) -> Iterator[bytes]:
         for chunk in chunks:
             if done.told.first_chunk_s is None:
                 done.told.first_chunk_s = time.monotonic() - done.began
-                telemetry.TIME_TO_FIRST_TOKEN.labels(done.route).observe(done.told.first_chunk_s)
+                telemetry.first_token(done.route).observe(done.told.first_chunk_s)
             yield chunk
     finally:
         close = getattr(chunks, "close", None)

@@ -103,6 +103,18 @@ def count_usage(route: str, model: str, usage: Mapping[str, Any] | None) -> None
             told.model = model
 
 
+@functools.lru_cache(maxsize=1024)
+def answered(route: str, status: int) -> tuple[Any, Any]:
+    """The request counter and duration histogram of a route and status (labels() is a lookup
+    per call, a measurable share of a short request)."""
+    return REQUESTS.labels(route, str(status)), DURATION.labels(route)
+
+
+@functools.lru_cache(maxsize=256)
+def first_token(route: str) -> Any:
+    return TIME_TO_FIRST_TOKEN.labels(route)
+
+
 @functools.lru_cache(maxsize=256)
 def _token_counters(route: str, model: str) -> tuple[Any, Any]:
     """The prompt and completion counters of a route and model (labels() is a lookup per call)."""
