@@ -2,6 +2,8 @@
 record, the line's fields, and the switch that turns lines off."""
 
 import json
+import os
+import subprocess
 
 import pytest
 
@@ -69,3 +71,13 @@ def test_a_request_line_holds_its_figures_and_can_be_turned_off(log, capsys):
                            "completion_tokens": 4, "model": "m", "rows": 2, "association_id": "assoc-1",
                            "time_to_first_token_seconds": 0.0123}  # fmt: skip
     assert line["seconds"] > 0
+
+
+def test_a_gone_workers_live_gauge_is_forgotten(tmp_path, monkeypatch):
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid is free now
+    for pid in (dead.pid, os.getpid()):
+        (tmp_path / f"gauge_livesum_{pid}.db").write_bytes(b"")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    telemetry.forget_dead_workers()
+    assert [p.name for p in tmp_path.iterdir()] == [f"gauge_livesum_{os.getpid()}.db"]

@@ -25,6 +25,7 @@ QUIET_ROUTES = frozenset({"/metrics", "/", "/ping/", "/health/", "/health"})  # 
 
 def init_app(app: flask.Flask, upstream: Callable[[], Upstream]) -> None:
     prefix = os.environ.get("URL_PREFIX", "")
+    telemetry.forget_dead_workers()
     view = functools.partial(metrics, upstream)
     for path in ("/metrics", *(f"/{name}/metrics" for name in DIRECT_ACCESS)):
         app.add_url_rule(prefix + path, f"metrics{path.replace('/', '_')}", view, methods=["GET"])

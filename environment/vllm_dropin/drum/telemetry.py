@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
@@ -50,6 +51,28 @@ BATCH_ROWS_IN_FLIGHT = Gauge(
     "Batch prediction rows sent to vLLM and not yet answered.",
     multiprocess_mode="livesum",
 )
+
+
+def forget_dead_workers() -> None:
+    """Drop the live gauges of DRUM workers that are gone (gunicorn replaced them): a new worker
+    calls this as it starts, since DRUM owns gunicorn's hooks where this would otherwise go."""
+    folder = os.environ.get(MULTIPROC_DIR_VAR)
+    if not folder:
+        return
+    for path in Path(folder).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        if not _alive(pid):
+            multiprocess.mark_process_dead(pid, folder)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def exposition() -> bytes:
