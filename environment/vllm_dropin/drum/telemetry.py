@@ -26,30 +26,39 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OTHER_ROUTE = "other"  # a path no route of DRUM's or vLLM's matched: one label, not one per path
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
-REQUESTS = Counter("vllm_dropin_requests", "Requests answered, by route and HTTP status.", ["route", "status"])
+OWN = CollectorRegistry()  # ours alone: vLLM's exposition already has the process and GC series
+REQUESTS = Counter(
+    "vllm_dropin_requests", "Requests answered, by route and HTTP status.", ["route", "status"], registry=OWN
+)
 DURATION = Histogram(
     "vllm_dropin_request_duration_seconds",
     "From a request's arrival to the end of its answer (a stream's last chunk), by route.",
     ["route"],
     buckets=SECONDS,
+    registry=OWN,
 )
 TIME_TO_FIRST_TOKEN = Histogram(
     "vllm_dropin_time_to_first_token_seconds",
     "From a streamed request's arrival to its first chunk, by route.",
     ["route"],
     buckets=SECONDS,
+    registry=OWN,
 )
 TOKENS = Counter(
     "vllm_dropin_tokens",
     "Tokens in the usage answered to clients, by route, kind (prompt | completion) and model "
     "(served name or LoRA adapter).",
     ["route", "kind", "model"],
+    registry=OWN,
 )
-BATCH_ROWS = Counter("vllm_dropin_batch_rows", "Batch prediction rows answered, by outcome (ok | failed).", ["outcome"])
+BATCH_ROWS = Counter(
+    "vllm_dropin_batch_rows", "Batch prediction rows answered, by outcome (ok | failed).", ["outcome"], registry=OWN
+)
 BATCH_ROWS_IN_FLIGHT = Gauge(
     "vllm_dropin_batch_rows_in_flight",
     "Batch prediction rows sent to vLLM and not yet answered.",
     multiprocess_mode="livesum",
+    registry=OWN,
 )
 
 
@@ -77,13 +86,11 @@ def _alive(pid: int) -> bool:
 
 def exposition() -> bytes:
     """The deployment's series in Prometheus' text format, summed over DRUM's workers."""
+    if not os.environ.get(MULTIPROC_DIR_VAR):
+        return generate_latest(OWN)  # one process (tests): its own values
     registry = CollectorRegistry()
-    if os.environ.get(MULTIPROC_DIR_VAR):
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    from prometheus_client import REGISTRY  # one process (tests): its own values
-
-    return generate_latest(REGISTRY)
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)
 
 
 @dataclass
