@@ -6,6 +6,7 @@ import dataclasses
 import json
 import socket
 import ssl
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
 import flask
@@ -13,9 +14,17 @@ import pytest
 from datarobot_drum.drum.exceptions import CustomHTTPError
 
 from tests.helpers import JsonPosts, serve_http
-from vllm_dropin.contract import BatchSettings
+from vllm_dropin.contract import BatchSettings, Layout, VllmEndpoint, WorkerContract
 from vllm_dropin.drum import batch, relay
-from vllm_dropin.drum.client import CHAT_ROUTE, EMBEDDINGS_ROUTE, ClientPool, JsonConnection, Upstream, rows_route
+from vllm_dropin.drum.client import (
+    CHAT_ROUTE,
+    EMBEDDINGS_ROUTE,
+    ClientPool,
+    JsonConnection,
+    Upstream,
+    connect,
+    rows_route,
+)
 from vllm_dropin.drum.openai_errors import route_error
 
 BATCH = BatchSettings(prompt_column_name="promptText", max_tokens=8, n=1, max_concurrent_rows=16, row_errors="fail")
@@ -145,3 +154,31 @@ def test_settings_of_generated_answers_are_refused_for_an_embedding_model(change
     neither = Upstream(ClientPool(list), ClientPool(list), "m", BATCH, "resultText", [], None)
     with pytest.raises(CustomHTTPError, match="neither chat completions nor embeddings"):
         batch.rows_sender(neither)
+
+
+class OpenApi(BaseHTTPRequestHandler):
+    """vLLM's GET /openapi.json for a pooling model."""
+
+    def do_GET(self) -> None:
+        data = json.dumps({"paths": {"/v1/embeddings": {}, "/pooling": {}, "/v1/models": {}}}).encode()
+        self.send_response(200 if self.path == "/openapi.json" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize("request_log", [True, False])
+def test_a_worker_connects_with_the_contracts_switches_and_vllms_routes(request_log, tmp_path):
+    layout = Layout(tensor=1, pipeline=1, data=1, api_servers=1, rows_in_flight=16, reason="test")
+    with serve_http(OpenApi) as url:
+        contract = WorkerContract(VllmEndpoint(f"{url}/v1", "k", "m"), BATCH, 1.0, str(tmp_path / "layout.json"),
+                                  request_log=request_log)  # fmt: skip
+        upstream = connect(contract, layout)
+    assert upstream.request_log is request_log
+    assert upstream.rows_route == EMBEDDINGS_ROUTE
+    assert upstream.vllm_paths == {"/v1/embeddings", "/pooling", "/v1/models"}
+    assert upstream.batch.max_concurrent_rows == 16

@@ -230,4 +230,5 @@ def connect(contract: WorkerContract, layout: Layout) -> Upstream:
         contract.lora_adapters,
         rows_route(paths),
         frozenset(paths or ()),
+        contract.request_log,
     )
