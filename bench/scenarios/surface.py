@@ -17,14 +17,10 @@ from pathlib import Path
 
 from bench import servers
 from bench.drivers import vllm_bench
+from bench.scenarios.deployments import loads
 from demo.running import RunningEnvironment, runtime_param_env
 
 TARGETS = {"output_throughput": (0.97, "higher"), "median_ttft_ms": (1.1, "lower")}
-
-
-def loads(text: str) -> list[tuple[int, int]]:
-    """'64x256,256x1024' -> [(64, 256), (256, 1024)]: requests in flight x requests."""
-    return [(int(a), int(b)) for a, b in (item.split("x") for item in text.split(",") if item)]
 
 
 def compared(service: RunningEnvironment, args: argparse.Namespace) -> list[dict]:

@@ -148,10 +148,12 @@ def test_embedding_rows_share_requests_as_labels_do():
 )
 def test_settings_of_generated_answers_are_refused_for_an_embedding_model(changes, named):
     settings = dataclasses.replace(BATCH, **changes)
-    upstream = Upstream(ClientPool(list), ClientPool(list), "m", settings, "resultText", [], EMBEDDINGS_ROUTE)
+    upstream = Upstream(
+        ClientPool(list), ClientPool(list), "m", settings, "resultText", [], frozenset({"/v1/embeddings"})
+    )
     with pytest.raises(CustomHTTPError, match=named):
         batch.rows_sender(upstream)
-    neither = Upstream(ClientPool(list), ClientPool(list), "m", BATCH, "resultText", [], None)
+    neither = Upstream(ClientPool(list), ClientPool(list), "m", BATCH, "resultText", [], frozenset({"/classify"}))
     with pytest.raises(CustomHTTPError, match="neither chat completions nor embeddings"):
         batch.rows_sender(neither)
 

@@ -100,7 +100,7 @@ class JsonConnection:
         """vLLM's JSON answer. Raises UpstreamStatusError for an HTTP error (or an answer that is
         not a JSON object) and urllib3's HTTPError when no answer came (refused, reset, cut off)."""
         reply = self.send("POST", self._prefix + path, _encoded(body), self._headers)
-        answer = _json_or_none(reply.data)
+        answer = json_or_none(reply.data)
         if reply.status >= 400:
             raise UpstreamStatusError(reply.status, answer)
         if not isinstance(answer, dict):
@@ -135,7 +135,7 @@ def _encoded(body: dict[str, Any]) -> bytes:
     return json.dumps(body).encode()
 
 
-def _json_or_none(data: bytes) -> Any:
+def json_or_none(data: bytes) -> Any:
     try:
         return json.loads(data)
     except ValueError:
@@ -169,7 +169,7 @@ class StreamClient:
         response = self._http.send(request, stream=True)
         if response.is_error:
             try:
-                raise UpstreamStatusError(response.status_code, _json_or_none(response.read()))
+                raise UpstreamStatusError(response.status_code, json_or_none(response.read()))
             finally:
                 response.close()
         return response
@@ -189,12 +189,16 @@ class Upstream:
     batch: BatchSettings
     target: str  # the output column of batch predictions
     lora_adapters: list[str]  # served LoRA adapters (names a row may pick)
-    rows_route: str | None = CHAT_ROUTE  # where batch rows go (under /v1); None: the model serves neither
     vllm_paths: frozenset[str] = frozenset()  # the route templates vLLM serves (empty: not published)
     request_log: bool = True  # a JSON line per request (drum.observe)
 
+    @property
+    def rows_route(self) -> str | None:
+        """Where batch rows go (under /v1); None: the model serves neither chat nor embeddings."""
+        return rows_route(self.vllm_paths or None)
 
-def rows_route(paths: set[str] | None) -> str | None:
+
+def rows_route(paths: frozenset[str] | None) -> str | None:
     """Where batch rows go, by the routes vLLM serves for its model: chat completions for a
     generative model, embeddings for a pooling one. Unknown routes (vLLM's --disable-fastapi-docs
     hides its route list) are taken as vLLM's default runner, generation."""
@@ -203,12 +207,12 @@ def rows_route(paths: set[str] | None) -> str | None:
     return EMBEDDINGS_ROUTE if "/v1" + EMBEDDINGS_ROUTE in paths else None
 
 
-def served_paths(connection: JsonConnection) -> set[str] | None:
+def served_paths(connection: JsonConnection) -> frozenset[str] | None:
     """The paths vLLM serves for its model (its OpenAPI document), or None when it publishes none."""
     reply = connection.send("GET", "/openapi.json", None, connection.authorized({}))
-    document = _json_or_none(reply.data) if reply.status == 200 else None
+    document = json_or_none(reply.data) if reply.status == 200 else None
     paths = document.get("paths") if isinstance(document, dict) else None
-    return set(paths) if isinstance(paths, dict) else None
+    return frozenset(paths) if isinstance(paths, dict) else None
 
 
 def connect(contract: WorkerContract, layout: Layout) -> Upstream:
@@ -228,7 +232,6 @@ def connect(contract: WorkerContract, layout: Layout) -> Upstream:
         batch,
         contract.target,
         contract.lora_adapters,
-        rows_route(paths),
-        frozenset(paths or ()),
+        paths or frozenset(),
         contract.request_log,
     )

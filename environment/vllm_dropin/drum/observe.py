@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -17,14 +16,14 @@ import urllib3
 
 from vllm_dropin.drum import telemetry
 from vllm_dropin.drum.client import Upstream, unreachable
-from vllm_dropin.drum.relay import DIRECT_ACCESS, error_response
+from vllm_dropin.drum.relay import DIRECT_ACCESS, error_response, url_prefix
 
 _STARTED = "dropin_started"
 QUIET_ROUTES = frozenset({"/metrics", "/", "/ping/", "/health/", "/health"})  # probes: counted, not logged
 
 
 def init_app(app: flask.Flask, upstream: Callable[[], Upstream]) -> None:
-    prefix = os.environ.get("URL_PREFIX", "")
+    prefix = url_prefix()
     telemetry.forget_dead_workers()
     view = functools.partial(metrics, upstream)
     for path in ("/metrics", *(f"/{name}/metrics" for name in DIRECT_ACCESS)):
@@ -47,7 +46,7 @@ def init_app(app: flask.Flask, upstream: Callable[[], Upstream]) -> None:
         began, told = getattr(flask.g, _STARTED, (None, None))
         if began is None:
             return response
-        route = route_of(flask.request, names)
+        route = route_of(flask.request, names, prefix)
         done = Done(route, response.status_code, began, told, logged())
         if response.is_streamed:
             response.response = _timed(response.response, done)
@@ -56,14 +55,14 @@ def init_app(app: flask.Flask, upstream: Callable[[], Upstream]) -> None:
         return response
 
 
-def route_of(request: flask.Request, names: Callable[[], telemetry.RouteNames]) -> str:
+def route_of(request: flask.Request, names: Callable[[], telemetry.RouteNames], prefix: str) -> str:
     """The route label: DRUM's rule, else the vLLM route template the relayed path matches."""
     rule = request.url_rule
     if rule is None:
         return telemetry.OTHER_ROUTE
     path = (request.view_args or {}).get("path")
     if path is None:
-        return rule.rule.removeprefix(os.environ.get("URL_PREFIX", ""))
+        return rule.rule.removeprefix(prefix)
     return names().of(f"/{path}")
 
 

@@ -20,10 +20,11 @@ from urllib.parse import quote
 
 import flask
 import urllib3
+from datarobot_drum.drum.enum import URL_PREFIX_ENV_VAR_NAME
 from werkzeug.exceptions import HTTPException
 
 from vllm_dropin.drum import sse, telemetry, usage
-from vllm_dropin.drum.client import JsonConnection, Upstream, unreachable
+from vllm_dropin.drum.client import JsonConnection, Upstream, json_or_none, unreachable
 from vllm_dropin.drum.openai_errors import error_object, named_by_status, route_error
 
 DIRECT_ACCESS = ("directAccess", "nim")  # DRUM's prefixes of a passthrough to the model's own server
@@ -42,7 +43,7 @@ log = logging.getLogger("vllm_dropin.relay")
 def init_app(app: flask.Flask, upstream: Callable[[], Upstream]) -> None:
     """Serve vLLM's routes bare and under DRUM's passthrough prefixes, and every routing error
     (no such path, a method the path does not take) as JSON in OpenAI's shape."""
-    prefix = os.environ.get("URL_PREFIX", "")  # DRUM serves its own routes under it
+    prefix = url_prefix()
 
     def view(path: str) -> flask.Response:
         return relay(upstream(), path)
@@ -56,6 +57,11 @@ def init_app(app: flask.Flask, upstream: Callable[[], Upstream]) -> None:
     app.add_url_rule(f"{prefix}/health", "vllm_health", view, defaults={"path": "health"}, **options)
     app.register_error_handler(404, _routing_error)
     app.register_error_handler(405, _routing_error)
+
+
+def url_prefix() -> str:
+    """The path DRUM serves its own routes under (its URL_PREFIX), which ours share."""
+    return os.environ.get(URL_PREFIX_ENV_VAR_NAME, "")
 
 
 def relay(upstream: Upstream, path: str) -> flask.Response:
@@ -88,7 +94,7 @@ def relay(upstream: Upstream, path: str) -> flask.Response:
     if reply.status == 200:
         _count(route, sent, usage.in_body(body), upstream.model)
     if reply.status >= 400:  # an error's body is decoded only to tell the web framework's errors
-        unrouted = route_error(reply.status, _json_or_none(body), request.method, f"/{path}")
+        unrouted = route_error(reply.status, json_or_none(body), request.method, f"/{path}")
         if unrouted is not None:
             return error_response(reply.status, unrouted)
     return flask.Response(body, status=reply.status, headers=returned(reply.headers.items()))
@@ -118,13 +124,6 @@ def _finish(upstream: Upstream, connection: JsonConnection, reply: urllib3.BaseH
             reply.close()
         reply.release_conn()
     upstream.posts.give_back(connection)
-
-
-def _json_or_none(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
 
 
 def error_response(status: int, message: str) -> flask.Response:
