@@ -5,8 +5,6 @@ environment's vLLM, float32 greedy, so answers are equal."""
 from __future__ import annotations
 
 import json
-import re
-import time
 
 import openai
 import pytest
@@ -159,27 +157,6 @@ def test_the_callers_credentials_stay_with_the_deployment(main_env):
         ).status_code
         == 401
     )
-
-
-def engine_busy(env) -> float:
-    """Requests running or waiting in vLLM's engine, by its own metrics."""
-    text = requests.get(prefixes(env)["direct"] + "/metrics", timeout=30).text
-    return sum(float(v) for v in re.findall(r"^vllm:num_requests_(?:running|waiting)\{[^}]*\} (\S+)$", text, re.M))
-
-
-@pytest.mark.parametrize("prefix", ["", PASSTHROUGH])
-def test_a_stream_whose_client_left_stops_the_engines_work(main_env, prefix):
-    body = {"model": MODEL, "prompt": "x", "max_tokens": 900, "ignore_eos": True, "stream": True}
-    response = requests.post(f"{main_env.url}{prefix}/v1/completions", json=body, stream=True, timeout=60)
-    lines = response.iter_lines()
-    assert next(lines).startswith(b"data: ")
-    assert engine_busy(main_env) >= 1
-    response.close()
-    deadline = time.monotonic() + 10
-    while engine_busy(main_env) > 0:
-        assert time.monotonic() < deadline, "vLLM kept generating for a client that left"
-        time.sleep(0.05)
-    assert clients(main_env)["bare"].completions.create(model=MODEL, prompt="x", max_tokens=2).choices
 
 
 def test_chat_keeps_drums_view(main_env):

@@ -10,6 +10,7 @@ from datarobot_drum.drum.exceptions import CustomHTTPError
 
 from vllm_dropin.contract import LABEL_ROWS_PER_REQUEST, REQUESTS_FOR_A_BATCH_IN_FLIGHT, BatchSettings
 from vllm_dropin.drum import batch
+from vllm_dropin.drum.rows_budget import RowsBudget
 
 
 def settings(**kw):
@@ -63,7 +64,7 @@ def each(complete_one):
 def test_rows_come_back_in_order_whatever_the_completion_order():
     prompts = [f"p{i}" for i in range(50)]
     # Completing in reverse-ish order through a thread pool must not reorder results.
-    results = batch.run_rows(prompts, each(lambda p: batch.RowResult(choices=[p.upper()])), concurrency=8)
+    results = batch.run_rows(prompts, each(lambda p: batch.RowResult(choices=[p.upper()])), RowsBudget(8))
     frame = batch.to_frame(results, "resultText", settings())
     assert frame["resultText"].tolist() == [p.upper() for p in prompts]
 
@@ -83,7 +84,7 @@ def test_rows_in_flight_reach_but_never_exceed_the_concurrency():
             in_flight -= 1
         return batch.RowResult(choices=[prompt])
 
-    results = batch.run_rows([str(i) for i in range(40)], each(complete), concurrency=4)
+    results = batch.run_rows([str(i) for i in range(40)], each(complete), RowsBudget(4))
     assert [r.choices for r in results] == [[str(i)] for i in range(40)]
     assert peak == 4
 
@@ -98,14 +99,14 @@ def test_an_upstream_failure_stops_the_batch_and_is_raised():
         return batch.RowResult(choices=[prompt])
 
     with pytest.raises(RuntimeError, match="vLLM gone"):
-        batch.run_rows([str(i) for i in range(1000)], each(complete), concurrency=2)
+        batch.run_rows([str(i) for i in range(1000)], each(complete), RowsBudget(2))
     assert len(sent) < 10  # the other worker stops taking rows
 
 
 def test_bad_rows_are_not_sent_and_fail_the_batch_naming_each_row():
     sent = []
     prompts = ["ok", "", None, "fine"]
-    results = batch.run_rows(prompts, each(lambda p: sent.append(p) or batch.RowResult(choices=["x"])), concurrency=2)
+    results = batch.run_rows(prompts, each(lambda p: sent.append(p) or batch.RowResult(choices=["x"])), RowsBudget(2))
     assert sorted(sent) == ["fine", "ok"]
     with pytest.raises(CustomHTTPError) as err:
         batch.to_frame(results, "resultText", settings())
@@ -145,7 +146,7 @@ def test_a_template_fills_each_row_from_its_columns_when_the_row_is_sent():
     assert prompts[0] == "Review (5*): great {raw}"
     assert batch.prompt_problem(prompts[1]) == "column 'review text' is empty"
     assert batch.prompt_problem(prompts[2]) == "column 'stars' is empty (missing value)"
-    results = batch.run_rows(prompts, each(lambda p: batch.RowResult(choices=[p])), concurrency=2)
+    results = batch.run_rows(prompts, each(lambda p: batch.RowResult(choices=[p])), RowsBudget(2))
     assert [r.error for r in results] == [
         None,
         "column 'review text' is empty",
@@ -191,7 +192,9 @@ def test_row_details_show_tokens_and_why_each_choice_stopped():
 def test_progress_is_logged_with_counts_and_rates_only(caplog):
     progress = batch.Progress(total=10, every_s=0.0)
     with caplog.at_level("INFO", logger="vllm_dropin.batch"):
-        batch.run_rows([f"secret {i}" for i in range(10)], each(lambda p: batch.RowResult(choices=["x"])), 2, progress)
+        batch.run_rows(
+            [f"secret {i}" for i in range(10)], each(lambda p: batch.RowResult(choices=["x"])), RowsBudget(2), progress
+        )
     assert caplog.messages and caplog.messages[-1].startswith("batch: 10 of 10 rows done, ")
     assert "secret" not in caplog.text
 
@@ -209,11 +212,12 @@ def test_rows_go_together_split_by_the_adapter_they_name_and_in_order():
         groups.append([(p, getattr(p, "model", None)) for p in group])
         return [batch.RowResult(choices=[p.upper()]) for p in group]
 
-    results = batch.run_rows(prompts, complete, concurrency=8, rows_per_request=4)
+    results = batch.run_rows(prompts, complete, RowsBudget(8), rows_per_request=2)
     assert [r.choices for r in results] == [["A0"], ["B1"], ["A2"], None, ["A4"], ["B5"], ["A6"]]
     assert results[3].error == "prompt is empty"
+    # the rows in flight together go in requests of each model's rows, in order
     assert sorted(groups) == sorted(
-        [[("a0", None), ("a2", None)], [("b1", "b")], [("a4", None), ("a6", None)], [("b5", "b")]]
+        [[("a0", None), ("a2", None)], [("a4", None), ("a6", None)], [("b1", "b"), ("b5", "b")]]
     )
 
 
@@ -229,7 +233,7 @@ def test_rows_taken_together_for_different_adapters_are_in_flight_at_once():
     prompts = [batch.RoutedPrompt(f"p{i}") for i in range(6)]
     for i, prompt in enumerate(prompts):
         prompt.model = "a" if i % 2 else "b"
-    results = batch.run_rows(prompts, complete, concurrency=6, rows_per_request=6)
+    results = batch.run_rows(prompts, complete, RowsBudget(6), rows_per_request=6)
     assert [r.choices for r in results] == [[f"p{i}"] for i in range(6)]
     assert sent == [3, 3]
 
@@ -247,7 +251,7 @@ def test_rows_taken_together_never_exceed_the_concurrency():
             in_flight -= len(group)
         return [batch.RowResult(choices=[p]) for p in group]
 
-    results = batch.run_rows([str(i) for i in range(100)], complete, concurrency=10, rows_per_request=4)
+    results = batch.run_rows([str(i) for i in range(100)], complete, RowsBudget(10), rows_per_request=4)
     assert [r.choices for r in results] == [[str(i)] for i in range(100)]
     assert 4 < peak <= 10  # two groups of 4 at once, never a third (12 > 10)
 
@@ -285,6 +289,6 @@ def test_a_batch_in_flight_goes_out_at_once_in_requests_of_its_share():
 
     rows = 500  # 8 requests: 7 of 63 rows and one of 59
     size = settings(max_concurrent_rows=512).rows_to_a_request(rows)
-    results = batch.run_rows([str(i) for i in range(rows)], complete, concurrency=512, rows_per_request=size)
+    results = batch.run_rows([str(i) for i in range(rows)], complete, RowsBudget(512), rows_per_request=size)
     assert [r.choices for r in results] == [[str(i)] for i in range(rows)]
     assert sorted(started) == [59] + [63] * 7

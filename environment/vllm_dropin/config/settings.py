@@ -229,9 +229,10 @@ class Settings:
     max_concurrent_rows: int | None = declare(
         feeds="batch",
         minimum=1,
-        help="How many rows of one batch prediction are in flight to vLLM at once; vLLM's "
-        "continuous batching needs many. Unset: 512 per vLLM replica on GPUs (vLLM's largest CUDA "
-        "graph batch; more in flight runs slower) and 256 per replica on CPU.",
+        help="How many batch prediction rows are in flight to vLLM at once, over all batch requests "
+        "of the deployment (concurrent requests share it); vLLM's continuous batching needs many. "
+        "Unset: 512 per vLLM replica on GPUs (vLLM's largest CUDA graph batch; more in flight runs "
+        "slower) and 256 per replica on CPU.",
     )
     rows_per_request: int | None = declare(
         feeds="batch",

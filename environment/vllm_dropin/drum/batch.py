@@ -33,8 +33,10 @@ from datarobot_drum.drum.exceptions import CustomHTTPError
 
 from vllm_dropin import prompt_template
 from vllm_dropin.contract import BatchSettings
-from vllm_dropin.drum import telemetry
+from vllm_dropin.drum import departure, telemetry
 from vllm_dropin.drum.client import CHAT_ROUTE, EMBEDDINGS_ROUTE, Upstream, UpstreamStatusError, unreachable
+from vllm_dropin.drum.departure import ClientGone, Departure
+from vllm_dropin.drum.rows_budget import POLL_S, RowsBudget, Share
 
 BATCH_ROUTE = "/predictions/"  # the route label of batch rows' tokens
 ERROR_COLUMN = "error"
@@ -209,8 +211,8 @@ def _model(upstream: Upstream, prompt: str) -> str:
 
 def _post(upstream: Upstream, path: str, body: dict[str, Any]) -> dict[str, Any]:
     """vLLM's JSON answer as a dict, over a connection lent to this request (no typed model: the
-    three fields read here do not pay for one)."""
-    with upstream.posts.client() as connection:
+    three fields read here do not pay for one), cut off if the client leaves."""
+    with upstream.posts.client() as connection, departure.held(connection):
         return connection.post(path, body)
 
 
@@ -308,80 +310,76 @@ class Progress:
             log.info("batch: %d of %d rows done, %.0f rows/s, about %.0f s left", self._done, self._total, rate, left)
 
 
-def at_once(send: Callable[[Any], None], groups: list[Any]) -> None:
-    """send(group) for every group at the same time (the first on this thread): rows taken together
-    that name different adapters go in a request per adapter, and none waits for another's."""
-    if len(groups) <= 1:
-        for group in groups:
-            send(group)
-        return
-    with ThreadPoolExecutor(max_workers=len(groups) - 1) as others:
-        later = [others.submit(contextvars.copy_context().run, send, group) for group in groups[1:]]
-        send(groups[0])
-        for done in later:
-            done.result()
-
-
 def run_rows(
     prompts: Sequence[Any],
     complete: Callable[[list[Any]], list[RowResult]],
-    concurrency: int,
+    budget: RowsBudget,
     progress: Progress | None = None,
     rows_per_request: int = 1,
+    leaving: Departure | None = None,
 ) -> list[RowResult]:
     """One RowResult per prompt, in order; bad prompts are not sent.
 
-    Workers each take the next `rows_per_request` rows until none is left, and read their prompts
-    only then: memory stays O(concurrency) whatever the CSV's length (a future per row cost ~2 KB
-    each: 200 MB for 100k rows). `concurrency` rows are in flight at most; rows taken together
-    go to `complete` together, split by the model (LoRA adapter) they name, the parts at once.
+    Rows go out as the deployment's budget lets this request have them in flight (shared with
+    every other batch request, drum.rows_budget), `rows_per_request` to a request, those that
+    name different models (LoRA adapters) in a request each; prompts are read only then, so
+    memory stays O(rows in flight) whatever the CSV's length. The first failure to reach vLLM
+    stops the sending, as does the client's leaving (`leaving`: ClientGone is raised), and
+    is raised once the rows in flight have ended.
     """
     results: list[RowResult] = [RowResult() for _ in range(len(prompts))]
-    rows = iter(range(len(prompts)))
-    lock = threading.Lock()
-    failed = threading.Event()  # one worker's error ends the batch: the others stop taking rows
-    size = max(1, min(rows_per_request, concurrency))
+    leaving = leaving or Departure()
+    size = max(1, min(rows_per_request, budget.total))
+    failures: list[BaseException] = []
+    ended = threading.Event()  # a request ended: this request may have room again
 
-    def send(group: list[tuple[int, Any]]) -> None:
+    def send(share: Share, group: list[tuple[int, Any]]) -> None:
         telemetry.BATCH_ROWS_IN_FLIGHT.inc(len(group))
         try:
             answered = complete([prompt for _, prompt in group])
+            for (i, _), result in zip(group, answered, strict=True):
+                results[i] = result
+        except BaseException as exc:
+            failures.append(exc)
         finally:
             telemetry.BATCH_ROWS_IN_FLIGHT.dec(len(group))
-        for (i, _), result in zip(group, answered, strict=True):
-            results[i] = result
-
-    def worker() -> None:
-        while not failed.is_set():
-            with lock:
-                taken = list(itertools.islice(rows, size))
-            if not taken:
-                return
-            by_model: dict[str | None, list[tuple[int, Any]]] = {}
-            for i in taken:
-                prompt = prompts[i]
-                problem = prompt_problem(prompt)
-                if problem:
-                    results[i] = RowResult(error=problem)
-                else:
-                    by_model.setdefault(getattr(prompt, "model", None), []).append((i, prompt))
-            try:
-                at_once(send, list(by_model.values()))
-            except BaseException:
-                failed.set()
-                raise
+            share.done(len(group))
             if progress is not None:
-                progress.rows_done(len(taken))
+                progress.rows_done(len(group))
+            ended.set()
 
-    requests = -(-len(prompts) // size)
-    # every row in flight at once when the batch fits (a last, shorter request included); else
-    # whole requests of `size` within `concurrency` (size <= concurrency: at least 1)
-    workers = requests if len(prompts) <= concurrency else concurrency // size
-    if workers:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            # each in a copy of the request's context: its tokens are counted in its record
-            for done in [pool.submit(contextvars.copy_context().run, worker) for _ in range(workers)]:
-                done.result()  # re-raises a worker's exception (vLLM unreachable, 5xx)
+    rows = iter(range(len(prompts)))
+    unsent = len(prompts)
+    threads = max(1, min(budget.total, unsent))  # one per row in flight at most: none waits for a thread
+    with budget.share(len(prompts), leaving.gone) as share, ThreadPoolExecutor(threads) as pool:
+        try:
+            while unsent and share is not None and not failures and not leaving.gone.is_set():
+                ended.clear()
+                granted = share.take(unsent)
+                if not granted:
+                    ended.wait(POLL_S)
+                    continue
+                unsent -= granted
+                by_model: dict[str | None, list[tuple[int, Any]]] = {}
+                for i in itertools.islice(rows, granted):
+                    prompt = prompts[i]
+                    problem = prompt_problem(prompt)
+                    if problem:
+                        results[i] = RowResult(error=problem)
+                        share.done(1)
+                    else:
+                        by_model.setdefault(getattr(prompt, "model", None), []).append((i, prompt))
+                for group in by_model.values():
+                    for at in range(0, len(group), size):
+                        # in a copy of the request's context: its tokens are counted in its record
+                        pool.submit(contextvars.copy_context().run, send, share, group[at : at + size])
+        except BaseException:
+            leaving.give_up()  # the request was given up: so are its rows at vLLM
+            raise
+    if leaving.gone.is_set():
+        raise ClientGone()
+    if failures:
+        raise failures[0]
     return results
 
 
@@ -446,11 +444,20 @@ def score(data: pd.DataFrame, upstream: Upstream) -> pd.DataFrame:
     if told is not None:
         told.rows = len(prompts)
     settings = upstream.batch
+    budget = upstream.rows_budget or RowsBudget(settings.max_concurrent_rows or 1)
     try:
         complete = functools.partial(send, upstream)
         progress = Progress(len(prompts))
         size = settings.rows_to_a_request(len(prompts), alike=send is embed_rows)
-        results = run_rows(prompts, complete, settings.max_concurrent_rows, progress, size)
+        with departure.watched() as leaving:
+            results = run_rows(prompts, complete, budget, progress, size, leaving)
+    except ClientGone:
+        telemetry.BATCH_ROWS.labels("abandoned").inc(len(prompts))
+        raise CustomHTTPError(
+            "the client closed its connection before the answer: the batch's rows still to send were not sent, and "
+            "those in flight were aborted",
+            status_code=ClientGone.STATUS,
+        ) from None
     except urllib3.exceptions.HTTPError as exc:
         telemetry.BATCH_ROWS.labels("failed").inc(len(prompts))
         raise CustomHTTPError(unreachable(exc), status_code=503) from None

@@ -11,8 +11,9 @@ import httpx2
 import openai
 import urllib3
 
-from vllm_dropin.drum import sse, telemetry, usage
+from vllm_dropin.drum import departure, sse, telemetry, usage
 from vllm_dropin.drum.client import CHAT_ROUTE, Upstream, UpstreamStatusError, unreachable
+from vllm_dropin.drum.departure import ClientGone
 from vllm_dropin.drum.openai_errors import named_by_status, openai_error, route_error
 
 CHAT_PATH = "/v1" + CHAT_ROUTE
@@ -152,6 +153,8 @@ def _as_openai_errors(method: str, path: str) -> Iterator[None]:
         raise openai_error(exc.status, exc.message, exc.body) from None
     except (urllib3.exceptions.HTTPError, httpx2.TransportError, openai.APIConnectionError) as exc:
         raise openai_error(503, unreachable(exc), logged=unreachable(exc)) from None
+    except ClientGone:
+        raise openai_error(ClientGone.STATUS, ClientGone.MESSAGE, logged=ClientGone.MESSAGE) from None
 
 
 def chat(params: dict[str, Any], upstream: Upstream) -> Any:
@@ -164,8 +167,14 @@ def chat(params: dict[str, Any], upstream: Upstream) -> Any:
     if params.get("stream"):
         return _streamed(params, upstream)
     # No SSE to decode: urllib3, at about half the CPU of openai's client per plain chat
-    # (bench.relay --plain), time a burst's chats wait in turn.
-    with _as_openai_errors("POST", CHAT_PATH), upstream.posts.client() as connection:
+    # (bench.relay --plain), time a burst's chats wait in turn. A client that leaves before its
+    # answer has its chat aborted at vLLM.
+    with (
+        _as_openai_errors("POST", CHAT_PATH),
+        departure.watched(),
+        upstream.posts.client() as connection,
+        departure.held(connection),
+    ):
         answer = connection.post(CHAT_ROUTE, params)
     telemetry.count_usage(CHAT_PATH, str(params.get("model") or upstream.model), answer.get("usage"))
     return _told(RelayCompletion(answer))

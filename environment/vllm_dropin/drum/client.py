@@ -10,13 +10,16 @@ reuse their keep-alive connection from request to request.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import httpx2
@@ -25,6 +28,7 @@ import urllib3
 
 from vllm_dropin.contract import UPSTREAM_KEEPALIVE_S, BatchSettings, Layout, WorkerContract
 from vllm_dropin.drum.openai_errors import error_object
+from vllm_dropin.drum.rows_budget import RowsBudget
 
 Client = TypeVar("Client")
 
@@ -93,8 +97,21 @@ class JsonConnection:
         )
         self._prefix = (url.path or "").rstrip("/")
         self._headers = _json_headers(api_key)
-        self._pool = self._open()
+        self._pool = self._opened()
         self._used = time.monotonic()
+        self._connection: urllib3.connection.HTTPConnection | None = None  # the pool's one
+
+    def _opened(self) -> urllib3.HTTPConnectionPool:
+        """A pool of one connection, which this object keeps hold of (`abort`)."""
+        pool = self._open()
+        make = pool.ConnectionCls
+
+        def connection(**kwargs: Any) -> urllib3.connection.HTTPConnection:
+            self._connection = make(**kwargs)
+            return self._connection
+
+        pool.ConnectionCls = connection  # type: ignore[assignment,misc]
+        return pool
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """vLLM's JSON answer. Raises UpstreamStatusError for an HTTP error (or an answer that is
@@ -115,11 +132,19 @@ class JsonConnection:
         it). Raises urllib3's HTTPError when no answer came."""
         if time.monotonic() - self._used > UPSTREAM_KEEPALIVE_S / 2:
             self._pool.close()
-            self._pool = self._open()
+            self._pool = self._opened()
         try:
             return self._pool.urlopen(method, target, body=body, headers=headers, redirect=False, preload_content=whole)
         finally:
             self._used = time.monotonic()
+
+    def abort(self) -> None:
+        """Cut off the request in progress, from another thread: its socket is shut down, so vLLM
+        sees its client gone (and aborts the request) and the call waiting on it raises."""
+        sock = getattr(self._connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
 
     def authorized(self, headers: dict[str, str]) -> dict[str, str]:
         """`headers` with vLLM's key in place of the caller's credentials."""
@@ -177,6 +202,7 @@ class StreamClient:
 
 CHAT_ROUTE = "/chat/completions"
 EMBEDDINGS_ROUTE = "/embeddings"
+BUDGET_FILE = "batch-rows"  # the deployment's rows budget, beside the layout in the launch's folder
 
 
 @dataclass
@@ -191,6 +217,7 @@ class Upstream:
     lora_adapters: list[str]  # served LoRA adapters (names a row may pick)
     vllm_paths: frozenset[str] = frozenset()  # the route templates vLLM serves (empty: not published)
     request_log: bool = True  # a JSON line per request (drum.observe)
+    rows_budget: RowsBudget | None = None  # the deployment's batch rows in flight (None: each batch its own)
 
     @property
     def rows_route(self) -> str | None:
@@ -225,6 +252,8 @@ def connect(contract: WorkerContract, layout: Layout) -> Upstream:
     with posts.client() as connection:
         paths = served_paths(connection)
     batch = contract.batch_in(layout)
+    rows_budget = RowsBudget(layout.rows_in_flight, Path(contract.layout_file).with_name(BUDGET_FILE))
+    rows_budget.forget_dead_workers()
     return Upstream(
         pool,
         posts,
@@ -234,4 +263,5 @@ def connect(contract: WorkerContract, layout: Layout) -> Upstream:
         contract.lora_adapters,
         paths or frozenset(),
         contract.request_log,
+        rows_budget,
     )

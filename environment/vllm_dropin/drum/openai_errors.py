@@ -34,7 +34,10 @@ def error_object(status: int, body: Any, fallback: str) -> dict[str, Any]:
 
 def named_by_status(status: int, message: str) -> dict[str, Any]:
     """An error body whose type is its status's name, as vLLM names the errors of its web framework."""
-    return {"message": message, "type": HTTPStatus(status).phrase}
+    try:
+        return {"message": message, "type": HTTPStatus(status).phrase}
+    except ValueError:  # a status of no standard, such as nginx's 499
+        return {"message": message, "type": "error"}
 
 
 def route_error(status: int, body: Any, method: str, path: str) -> str | None:

@@ -23,8 +23,9 @@ import urllib3
 from datarobot_drum.drum.enum import URL_PREFIX_ENV_VAR_NAME
 from werkzeug.exceptions import HTTPException
 
-from vllm_dropin.drum import sse, telemetry, usage
+from vllm_dropin.drum import departure, sse, telemetry, usage
 from vllm_dropin.drum.client import JsonConnection, Upstream, json_or_none, unreachable
+from vllm_dropin.drum.departure import ClientGone
 from vllm_dropin.drum.openai_errors import error_object, named_by_status, route_error
 
 DIRECT_ACCESS = ("directAccess", "nim")  # DRUM's prefixes of a passthrough to the model's own server
@@ -77,17 +78,24 @@ def relay(upstream: Upstream, path: str) -> flask.Response:
     connection = upstream.posts.take()
     reply, streamed = None, False
     try:
-        headers = connection.authorized(forwarded(request.headers.items()))
-        reply = connection.send(request.method, target, sent or None, headers, whole=False)
-        if reply.headers.get("content-type", "").startswith("text/event-stream"):
-            streamed, answer = True, reply  # the stream gives the connection back when it ends
+        # until a stream starts (its client's leaving is then seen as its chunks are written),
+        # a client that leaves has its request aborted at vLLM
+        with departure.watched(), departure.held(connection):
+            headers = connection.authorized(forwarded(request.headers.items()))
+            reply = connection.send(request.method, target, sent or None, headers, whole=False)
+            streamed = reply.headers.get("content-type", "").startswith("text/event-stream")
+            if not streamed:
+                body = reply.data
+        if streamed:  # the stream gives the connection back when it ends
+            answer = reply
             told = usage.counted(answer.stream(None), lambda used: _count(route, sent, used, upstream.model), shown)
             chunks = sse.fair(told, lambda: _finish(upstream, connection, answer))
             return flask.Response(chunks, status=answer.status, headers=returned(answer.headers.items()))
-        body = reply.data
     except urllib3.exceptions.HTTPError as exc:  # no answer, or vLLM gone before its end
         log.warning("%s", unreachable(exc))
         return error_response(503, unreachable(exc))
+    except ClientGone:
+        return error_response(ClientGone.STATUS, ClientGone.MESSAGE)
     finally:
         if not streamed:
             _finish(upstream, connection, reply)

@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from vllm_dropin.contract import MULTIPROC_DIR_VAR
+from vllm_dropin.drum.pids import alive
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OTHER_ROUTE = "other"  # a path no route of DRUM's or vLLM's matched: one label, not one per path
@@ -70,18 +71,8 @@ def forget_dead_workers() -> None:
         return
     for path in Path(folder).glob("gauge_live*_*.db"):
         pid = int(path.stem.rsplit("_", 1)[1])
-        if not _alive(pid):
+        if not alive(pid):
             multiprocess.mark_process_dead(pid, folder)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def exposition() -> bytes:

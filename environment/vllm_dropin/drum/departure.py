@@ -1,0 +1,124 @@
+"""A request whose client has gone is given up upstream too: no further batch row is sent, and
+the requests already at vLLM are cut off (their connections closed, which vLLM takes as its
+client gone: it aborts them and frees their place in the engine).
+
+The client's leaving is seen on its connection: a closed (or reset) connection becomes readable
+with nothing to read. DRUM's gunicorn worker gives the request's socket in the WSGI environ; a
+thread (a greenlet in DRUM's gevent worker) waits on it while the request waits on vLLM. A
+request that its worker gives up (an exception from outside, such as gevent's GreenletExit) is
+given up the same way. A client that half-closes its side after sending (rare in HTTP) is taken
+as gone, as nginx takes it.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+import flask
+
+WATCH_S = 1.0  # how long after its request ends a watcher may linger (its client's leaving wakes it at once)
+
+
+class Abortable(Protocol):
+    def abort(self) -> None:
+        """End the request in progress on this connection at once (the caller's call then raises)."""
+
+
+class Departure:
+    """One request's work at vLLM, given up when its client leaves."""
+
+    def __init__(self) -> None:
+        self.gone = threading.Event()
+        self._lock = threading.Lock()
+        self._held: set[Abortable] = set()
+
+    def give_up(self) -> None:
+        """Cut off every request held at vLLM; none is sent after."""
+        with self._lock:
+            self.gone.set()
+            for connection in self._held:
+                connection.abort()
+
+    @contextmanager
+    def holding(self, connection: Abortable) -> Iterator[None]:
+        """`connection` is cut off if the request is given up while this block runs."""
+        with self._lock:
+            if self.gone.is_set():
+                raise ClientGone()
+            self._held.add(connection)
+        try:
+            yield
+        finally:
+            with self._lock:  # not cut off once given back: another request may have it next
+                self._held.discard(connection)
+
+
+class ClientGone(Exception):
+    """The client left before its answer."""
+
+    STATUS = 499  # nginx's "client closed request": no one reads it; the log line and series do
+    MESSAGE = "the client closed its connection before the answer; vLLM's work for it was aborted"
+
+
+CURRENT: ContextVar[Departure | None] = ContextVar("dropin_departure", default=None)
+
+
+def held(connection: Abortable) -> Any:
+    """A block during which `connection` is cut off if the current request is given up."""
+    departure = CURRENT.get()
+    return nullcontext() if departure is None else departure.holding(connection)
+
+
+@contextmanager
+def watched() -> Iterator[Departure]:
+    """The current request's Departure, given up when its client closes its connection or when
+    the block is left by an exception (the request given up, or failed: nothing to wait for)."""
+    departure = Departure()
+    token = CURRENT.set(departure)
+    ended = threading.Event()
+    client = _client_socket()
+    if client is not None:
+        threading.Thread(target=_watch, args=(client, departure, ended), daemon=True).start()
+    try:
+        yield departure
+    except BaseException as exc:
+        left = departure.gone.is_set()
+        departure.give_up()
+        if left and isinstance(exc, Exception) and not isinstance(exc, ClientGone):
+            raise ClientGone() from None  # the cut-off connection's error, taken for what it is
+        raise
+    finally:
+        ended.set()
+        CURRENT.reset(token)
+
+
+def _client_socket() -> Any:
+    """The socket of the current request's client, where the server gives it (gunicorn)."""
+    if not flask.has_request_context():
+        return None
+    return flask.request.environ.get("gunicorn.socket")
+
+
+def _watch(client: Any, departure: Departure, ended: threading.Event) -> None:
+    """Give the request up if its client's connection closes before the request ends."""
+    while not ended.is_set():
+        try:
+            readable, _, _ = select.select([client], [], [], WATCH_S)
+            if not readable:
+                continue
+            if ended.is_set():
+                return
+            if client.recv(1, socket.MSG_PEEK) != b"":
+                return  # the client sent more (a pipelined request): it is there
+        except ConnectionError:
+            pass  # reset: gone
+        except (OSError, ValueError):
+            return  # the server closed the socket: the request is over
+        departure.give_up()
+        return
