@@ -6,6 +6,8 @@ arrival to its end, and what lies outside vLLM (wall time less the rows' time in
 from __future__ import annotations
 
 import collections
+import re
+import threading
 from collections.abc import Callable
 
 import requests
@@ -22,6 +24,7 @@ HISTOGRAMS = {
 }
 
 Sums = dict[str, float]
+BUSY = re.compile(r"^vllm:num_requests_(?:running|waiting)\{[^}]*\} (\S+)$", re.M)
 
 
 def scraped(vllm: Endpoint) -> Sums:
@@ -34,6 +37,31 @@ def scraped(vllm: Endpoint) -> Sums:
         if not line.startswith("#") and name.removesuffix("_sum").removesuffix("_count") in HISTOGRAMS:
             sums[name] += float(line.rsplit(" ", 1)[1])
     return sums
+
+
+def busy(vllm: Endpoint) -> float:
+    """Requests running or waiting in vLLM's engine now, over every engine."""
+    url = vllm.base_url.removesuffix("/v1") + "/metrics"
+    text = requests.get(url, headers={"Authorization": f"Bearer {vllm.api_key}"}, timeout=30).text
+    return sum(float(value) for value in BUSY.findall(text))
+
+
+class Peak:
+    """The most requests vLLM's engine held at once, sampled until stopped."""
+
+    def __init__(self, vllm: Endpoint) -> None:
+        self.most, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(vllm,), daemon=True)
+        self._thread.start()
+
+    def _sample(self, vllm: Endpoint) -> None:
+        while not self._stop.wait(0.02):  # a scrape is CPU that the engine's host would give vLLM
+            self.most = max(self.most, busy(vllm))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.most
 
 
 def means(before: Sums, after: Sums) -> dict[str, float]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import threading
 import time
 import urllib.parse
@@ -16,6 +15,7 @@ import pytest
 import requests
 
 from bench import servers
+from bench.metrics import engine_metrics
 from tests.integration.conftest import MAIN_PARAMS, csv_of, post_csv
 from tests.integration.test_metrics import logged_requests, scraped, value
 
@@ -23,13 +23,11 @@ pytestmark = pytest.mark.integration
 MODEL = "datarobot-deployed-llm"
 IDLE_WITHIN_S = 1.0
 LONG = {"max_tokens": 900, "ignore_eos": True}  # keeps the engine busy far longer than a test waits
-BUSY = re.compile(r"^vllm:num_requests_(?:running|waiting)\{[^}]*\} (\S+)$", re.M)
 
 
 def engine_busy(env) -> float:
     """Requests running or waiting in vLLM's engine, by its own metrics."""
-    direct = servers.vllm_endpoint_of(env).base_url.removesuffix("/v1")
-    return sum(float(v) for v in BUSY.findall(requests.get(f"{direct}/metrics", timeout=30).text))
+    return engine_metrics.busy(servers.vllm_endpoint_of(env))
 
 
 def wait_for(check, timeout_s: float, what: str) -> float:
@@ -62,9 +60,7 @@ def test_an_abandoned_batch_stops_at_once_and_nothing_is_left_behind(main_env):
     rows = 4000
     csv = csv_of([f"row {i} of a batch nobody waits for" for i in range(rows)]).encode()
     assert sent_then_dropped(main_env, "/predictions/", csv, "text/csv") < IDLE_WITHIN_S
-    wait_for(
-        lambda: value(scraped(main_env), "vllm_dropin_batch_rows_in_flight") == 0, 5, "DRUM's workers kept rows"
-    )
+    wait_for(lambda: value(scraped(main_env), "vllm_dropin_batch_rows_in_flight") == 0, 5, "DRUM's workers kept rows")
     after = scraped(main_env)
     abandoned = value(after, "vllm_dropin_batch_rows_total", outcome="abandoned")
     assert abandoned - value(before, "vllm_dropin_batch_rows_total", outcome="abandoned") == rows
@@ -109,29 +105,11 @@ def test_a_stream_whose_client_left_stops_the_engines_work(main_env, path, body)
     assert idle < IDLE_WITHIN_S
 
 
-class Peak:
-    """The most requests vLLM's engine held at once, sampled until stopped."""
-
-    def __init__(self, env) -> None:
-        self.most, self._stop = 0.0, threading.Event()
-        self._thread = threading.Thread(target=self._sample, args=(env,))
-        self._thread.start()
-
-    def _sample(self, env) -> None:
-        while not self._stop.is_set():
-            self.most = max(self.most, engine_busy(env))
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.most
-
-
 def test_concurrent_batches_share_one_budget_and_each_is_answered_whole_in_order(main_env):
     prompts = [f"tell me about number {i}" for i in range(12)]
     alone = post_csv(main_env, csv_of(prompts)).json()["predictions"]
     batches = [[prompts[(i * k) % len(prompts)] for i in range(150)] for k in (1, 5, 7, 11)]
-    peak = Peak(main_env)
+    peak = engine_metrics.Peak(servers.vllm_endpoint_of(main_env))
     try:
         with ThreadPoolExecutor(len(batches)) as senders:
             answers = list(senders.map(lambda rows: post_csv(main_env, csv_of(rows)), batches))
