@@ -31,24 +31,35 @@ def engine_busy(env) -> float:
 
 
 def wait_for(check, timeout_s: float, what: str) -> float:
-    """Seconds until check() is true, polled; fails naming `what` after timeout_s."""
+    """Seconds from now to the start of the first check() that is true, polled; fails naming
+    `what` after timeout_s. (A check's start: on this 2-core host vLLM's /metrics may take
+    seconds to answer while its engine runs, which says nothing of when the engine went idle.)"""
     began = time.monotonic()
-    while not check():
-        assert time.monotonic() - began < timeout_s, what
+    while True:
+        asked = time.monotonic()
+        if check():
+            return asked - began
+        assert asked - began < timeout_s, what
         time.sleep(0.02)
-    return time.monotonic() - began
 
 
 def sent_then_dropped(env, path: str, body: bytes, content_type: str) -> float:
-    """Send a request, wait until vLLM works on it, then close the connection without reading an
-    answer: the seconds until vLLM's engine is idle again."""
-    wait_for(lambda: engine_busy(env) == 0, 30, "vLLM still works for an earlier test")  # its gauges lag
+    """Send a request, wait until vLLM's metrics show it at work, then close the connection without
+    reading an answer: the seconds until vLLM's engine is idle again. A request that vLLM finished
+    before its metrics showed it (they can lag on this host) is sent again."""
     url = urllib.parse.urlsplit(env.url)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
-    connection.request("POST", path, body, {"Content-Type": content_type})
-    wait_for(lambda: engine_busy(env) >= 1, 60, "vLLM never started on the request")
-    connection.close()
-    return wait_for(lambda: engine_busy(env) == 0, 30, "vLLM kept working for a client that left")
+    for _ in range(3):
+        wait_for(lambda: engine_busy(env) == 0, 30, "vLLM still works for an earlier test")
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        connection.request("POST", path, body, {"Content-Type": content_type})
+        try:
+            wait_for(lambda: engine_busy(env) >= 1, 20, "")
+        except AssertionError:
+            connection.close()
+            continue
+        connection.close()
+        return wait_for(lambda: engine_busy(env) == 0, 30, "vLLM kept working for a client that left")
+    raise AssertionError("vLLM's metrics never showed the request at work")
 
 
 def chat_body(**extra) -> bytes:
@@ -99,8 +110,7 @@ def test_a_whole_answer_whose_client_left_is_aborted(main_env, path, body):
 def test_a_stream_whose_client_left_stops_the_engines_work(main_env, path, body):
     body = {"model": MODEL, **body, **LONG, "stream": True}
     response = requests.post(f"{main_env.url}{path}", json=body, stream=True, timeout=60)
-    assert next(response.iter_lines()).startswith(b"data: ")
-    wait_for(lambda: engine_busy(main_env) >= 1, 30, "vLLM's metrics never showed the stream")
+    assert next(response.iter_lines()).startswith(b"data: ")  # vLLM is generating
     response.close()
     idle = wait_for(lambda: engine_busy(main_env) == 0, 30, "vLLM kept generating for a client that left")
     assert idle < IDLE_WITHIN_S

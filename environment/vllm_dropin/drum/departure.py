@@ -107,10 +107,11 @@ def _client_socket() -> Any:
 
 def _watch(client: Any, departure: Departure, ended: threading.Event) -> None:
     """Give the request up if its client's connection closes before the request ends."""
+    waiting = select.poll()  # not select(): a worker's descriptors may number past its 1024
+    waiting.register(client, select.POLLIN)
     while not ended.is_set():
         try:
-            readable, _, _ = select.select([client], [], [], WATCH_S)
-            if not readable:
+            if not waiting.poll(WATCH_S * 1000):
                 continue
             if ended.is_set():
                 return
