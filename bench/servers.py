@@ -8,10 +8,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +62,21 @@ def model_folder(model: Path, engine_args: list[str], work: Path) -> Path:
 def our_environment(folder: Path, params: dict, work: Path, cache: Path) -> RunningEnvironment:
     env = runtime_param_env({**params, "cache_dir": str(cache)})
     return RunningEnvironment(folder, work / "our-environment.log", env=env)
+
+
+@contextlib.contextmanager
+def deployment(model: Path, engine_args: str, work: Path, params: dict, env: list[str]) -> Iterator[RunningEnvironment]:
+    """Our environment serving `model` (`engine_args` in its engine_config.json) with runtime
+    parameters `params` and NAME=VALUE variables `env`, once ready; stopped after."""
+    folder = model_folder(model, engine_args.split(), work)
+    variables = runtime_param_env({"cache_dir": str(work / "cache"), **params})
+    variables |= dict(item.split("=", 1) for item in env)
+    service = RunningEnvironment(folder, work / "environment.log", env=variables)
+    try:
+        service.wait_ready(900)
+        yield service
+    finally:
+        service.stop()
 
 
 def vllm_endpoint_of(environment: RunningEnvironment) -> Endpoint:

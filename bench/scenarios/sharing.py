@@ -27,7 +27,7 @@ from pathlib import Path
 from bench import servers, workload
 from bench.drivers.predictions import post_batch
 from bench.metrics import engine_metrics
-from demo.running import RunningEnvironment, runtime_param_env
+from demo.running import RunningEnvironment
 
 TARGETS = {"split_over_whole": 0.97, "idle_s": 1.0}
 
@@ -110,15 +110,10 @@ def main() -> None:
     p.add_argument("--env", action="append", default=[], help="NAME=VALUE for the deployment (e.g. MAX_WORKERS=4)")
     p.add_argument("--out", type=Path, default=Path(".build/bench-sharing"))
     args = p.parse_args()
-    folder = servers.model_folder(args.model, args.engine_args.split(), args.out)
-    params = runtime_param_env({"cache_dir": str(args.out / "cache"), "max_tokens": args.max_tokens})
-    env = params | dict(item.split("=", 1) for item in args.env)
-    service = RunningEnvironment(folder, args.out / "environment.log", env=env)
-    try:
-        service.wait_ready(900)
+    with servers.deployment(
+        args.model, args.engine_args, args.out, {"max_tokens": args.max_tokens}, args.env
+    ) as service:
         figures = measured(service, args)
-    finally:
-        service.stop()
     print(f"\n{args.split} x {args.rows // args.split} rows against 1 x {args.rows}, {args.max_tokens} tokens at most")
     for key, value in figures.items():
         shown = json.dumps([round(v, 3) for v in value]) if isinstance(value, list) else f"{value:.3f}"

@@ -18,7 +18,7 @@ from pathlib import Path
 from bench import servers
 from bench.drivers import vllm_bench
 from bench.scenarios.deployments import loads
-from demo.running import RunningEnvironment, runtime_param_env
+from demo.running import RunningEnvironment
 
 TARGETS = {"output_throughput": (0.97, "higher"), "median_ttft_ms": (1.1, "lower")}
 
@@ -81,15 +81,8 @@ def main() -> None:
     p.add_argument("--env", action="append", default=[], help="NAME=VALUE for the deployment (e.g. MAX_WORKERS=4)")
     p.add_argument("--out", type=Path, default=Path(".build/bench-surface"))
     args = p.parse_args()
-    folder = servers.model_folder(args.model, args.engine_args.split(), args.out)
-    params = runtime_param_env({"cache_dir": str(args.out / "cache")})
-    env = params | dict(item.split("=", 1) for item in args.env)
-    service = RunningEnvironment(folder, args.out / "environment.log", env=env)
-    try:
-        service.wait_ready(900)
+    with servers.deployment(args.model, args.engine_args, args.out, {}, args.env) as service:
         rows = compared(service, args)
-    finally:
-        service.stop()
     keys = ("completed", "failed", "request_throughput", "output_throughput", "median_ttft_ms", "p99_ttft_ms",
             "median_itl_ms")  # fmt: skip
     print(f"\n{'in flight':>9} {'path':>20} " + " ".join(f"{k:>18}" for k in keys))

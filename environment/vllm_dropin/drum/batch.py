@@ -367,6 +367,8 @@ def run_rows(
                     if problem:
                         results[i] = RowResult(error=problem)
                         share.done(1)
+                        if progress is not None:
+                            progress.rows_done(1)
                     else:
                         by_model.setdefault(getattr(prompt, "model", None), []).append((i, prompt))
                 for group in by_model.values():
