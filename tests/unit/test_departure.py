@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -93,3 +95,23 @@ def test_an_error_after_the_client_left_is_its_leaving_and_any_error_gives_up():
         raise RuntimeError("a request given up")
     assert leaving.gone.is_set()
     server_side.close()
+
+
+GEVENT_WORKER = """
+from gevent import monkey
+monkey.patch_all()
+import socket, flask
+from vllm_dropin.drum import departure
+client, server_side = socket.socketpair()
+with flask.Flask("w").test_request_context(environ_base={"gunicorn.socket": server_side}):
+    with departure.watched() as leaving:
+        assert not leaving.gone.wait(0.2)
+        client.close()
+        assert leaving.gone.wait(10)
+print("given up")
+"""
+
+
+def test_in_a_gevent_worker_the_loop_watches_the_client():
+    done = subprocess.run([sys.executable, "-c", GEVENT_WORKER], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "given up", done.stderr

@@ -4,7 +4,8 @@ client gone: it aborts them and frees their place in the engine).
 
 The client's leaving is seen on its connection: a closed (or reset) connection becomes readable
 with nothing to read. DRUM's gunicorn worker gives the request's socket in the WSGI environ; a
-thread (a greenlet in DRUM's gevent worker) waits on it while the request waits on vLLM. A
+watcher in gevent's loop (DRUM's gevent worker), or else a thread, waits on it while the request
+waits on vLLM. A
 request that its worker gives up (an exception from outside, such as gevent's GreenletExit) is
 given up the same way. A client that half-closes its side after sending (rare in HTTP) is taken
 as gone, as nginx takes it.
@@ -14,15 +15,16 @@ from __future__ import annotations
 
 import select
 import socket
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any, Protocol
 
 import flask
 
-WATCH_S = 1.0  # how long after its request ends a watcher may linger (its client's leaving wakes it at once)
+WATCH_S = 1.0  # how long after its request ends a watcher thread may linger (its client's leaving wakes it at once)
 
 
 class Abortable(Protocol):
@@ -81,10 +83,8 @@ def watched() -> Iterator[Departure]:
     the block is left by an exception (the request given up, or failed: nothing to wait for)."""
     departure = Departure()
     token = CURRENT.set(departure)
-    ended = threading.Event()
     client = _client_socket()
-    if client is not None:
-        threading.Thread(target=_watch, args=(client, departure, ended), daemon=True).start()
+    stop = _watching(client, departure) if client is not None else None
     try:
         yield departure
     except BaseException as exc:
@@ -94,7 +94,8 @@ def watched() -> Iterator[Departure]:
             raise ClientGone() from None  # the cut-off connection's error, taken for what it is
         raise
     finally:
-        ended.set()
+        if stop is not None:
+            stop()
         CURRENT.reset(token)
 
 
@@ -105,21 +106,52 @@ def _client_socket() -> Any:
     return flask.request.environ.get("gunicorn.socket")
 
 
+def _watching(client: Any, departure: Departure) -> Callable[[], None]:
+    """Watch `client` until the returned function is called: in gevent's loop when the worker is
+    gevent's (a watcher costs a few microseconds where a greenlet costs tens), else in a thread."""
+    if _gevent_patched():
+        import gevent
+
+        watcher = gevent.get_hub().loop.io(client.fileno(), 1)  # 1: readable
+
+        def readable() -> None:  # in the loop itself, which must not block: the check goes elsewhere
+            watcher.stop()
+            gevent.spawn(_check, client, departure)
+
+        watcher.start(readable)
+        return lambda: (watcher.stop(), watcher.close())
+    ended = threading.Event()
+    threading.Thread(target=_watch, args=(client, departure, ended), daemon=True).start()
+    return ended.set
+
+
+def _gevent_patched() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("socket")
+
+
 def _watch(client: Any, departure: Departure, ended: threading.Event) -> None:
     """Give the request up if its client's connection closes before the request ends."""
     waiting = select.poll()  # not select(): a worker's descriptors may number past its 1024
     waiting.register(client, select.POLLIN)
     while not ended.is_set():
         try:
-            if not waiting.poll(WATCH_S * 1000):
-                continue
-            if ended.is_set():
+            if waiting.poll(WATCH_S * 1000):
+                if not ended.is_set():
+                    _check(client, departure)
                 return
-            if client.recv(1, socket.MSG_PEEK) != b"":
-                return  # the client sent more (a pipelined request): it is there
-        except ConnectionError:
-            pass  # reset: gone
         except (OSError, ValueError):
             return  # the server closed the socket: the request is over
+
+
+def _check(client: Any, departure: Departure) -> None:
+    """Give the request up if its readable client connection is closed (nothing to read) or reset;
+    a client that sent more (a pipelined request) is there."""
+    try:
+        gone = client.recv(1, socket.MSG_PEEK) == b""
+    except ConnectionError:
+        gone = True
+    except (OSError, ValueError):
+        gone = False  # the server closed the socket: the request is over
+    if gone:
         departure.give_up()
-        return
