@@ -47,7 +47,7 @@ def test_workers_viewing_one_file_share_one_budget(tmp_path):
     first, second = RowsBudget(10, tmp_path / "rows"), RowsBudget(10, tmp_path / "rows")
     large, small = first.join(100), second.join(2)
     assert large.take(100) == 8 and small.take(100) == 2
-    small.done(2)
+    small.take(0, answered=2)
     small.leave()
     assert large.take(100) == 2  # what the small request freed
     assert large.take(100) == 0

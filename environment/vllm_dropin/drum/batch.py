@@ -23,7 +23,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -310,6 +310,20 @@ class Progress:
             log.info("batch: %d of %d rows done, %.0f rows/s, about %.0f s left", self._done, self._total, rate, left)
 
 
+def at_once(send: Callable[[Any], None], groups: list[Any]) -> None:
+    """send(group) for every group at the same time (the first on this thread): rows taken together
+    that name different adapters go in a request per adapter, and none waits for another's."""
+    if len(groups) <= 1:
+        for group in groups:
+            send(group)
+        return
+    with ThreadPoolExecutor(max_workers=len(groups) - 1) as others:
+        later = [others.submit(contextvars.copy_context().run, send, group) for group in groups[1:]]
+        send(groups[0])
+        for done in later:
+            done.result()
+
+
 def run_rows(
     prompts: Sequence[Any],
     complete: Callable[[list[Any]], list[RowResult]],
@@ -321,60 +335,75 @@ def run_rows(
     """One RowResult per prompt, in order; bad prompts are not sent.
 
     Rows go out as the deployment's budget lets this request have them in flight (shared with
-    every other batch request, drum.rows_budget), `rows_per_request` to a request, those that
-    name different models (LoRA adapters) in a request each; prompts are read only then, so
-    memory stays O(rows in flight) whatever the CSV's length. The first failure to reach vLLM
-    stops the sending, as does the client's leaving (`leaving`: ClientGone is raised), and
-    is raised once the rows in flight have ended.
+    every other batch request, drum.rows_budget). A lane takes the next `rows_per_request` rows
+    whenever the budget grants them, sends them (a request per model, LoRA adapter, they name,
+    at once) and goes on while it is granted more; lanes are started as the budget has room.
+    Prompts are read only when taken, so memory stays O(rows in flight) whatever the CSV's
+    length. The first failure to reach vLLM stops the sending, as does the client's leaving
+    (`leaving`: ClientGone is raised), and is raised once the rows in flight have ended.
     """
     results: list[RowResult] = [RowResult() for _ in range(len(prompts))]
     leaving = leaving or Departure()
     size = max(1, min(rows_per_request, budget.total))
+    rows = iter(range(len(prompts)))
+    untaken = len(prompts)
+    lock = threading.Lock()
     failures: list[BaseException] = []
-    ended = threading.Event()  # a request ended: this request may have room again
+    lane_ended = threading.Event()
 
-    def send(share: Share, group: list[tuple[int, Any]]) -> None:
+    def send(group: list[tuple[int, Any]]) -> None:
         telemetry.BATCH_ROWS_IN_FLIGHT.inc(len(group))
         try:
             answered = complete([prompt for _, prompt in group])
-            for (i, _), result in zip(group, answered, strict=True):
-                results[i] = result
-        except BaseException as exc:
-            failures.append(exc)
         finally:
             telemetry.BATCH_ROWS_IN_FLIGHT.dec(len(group))
-            share.done(len(group))
-            if progress is not None:
-                progress.rows_done(len(group))
-            ended.set()
+        for (i, _), result in zip(group, answered, strict=True):
+            results[i] = result
 
-    rows = iter(range(len(prompts)))
-    unsent = len(prompts)
-    threads = max(1, min(budget.total, unsent))  # one per row in flight at most: none waits for a thread
-    with budget.share(len(prompts), leaving.gone) as share, ThreadPoolExecutor(threads) as pool:
+    def lane(share: Share, granted: int) -> None:
+        nonlocal untaken
         try:
-            while unsent and share is not None and not failures and not leaving.gone.is_set():
-                ended.clear()
-                granted = share.take(unsent)
-                if not granted:
-                    ended.wait(POLL_S)
-                    continue
-                unsent -= granted
+            while granted and not failures and not leaving.gone.is_set():
+                with lock:
+                    taken = list(itertools.islice(rows, granted))
+                    untaken -= len(taken)
+                if not taken:
+                    share.take(0, unsent=granted)
+                    return
                 by_model: dict[str | None, list[tuple[int, Any]]] = {}
-                for i in itertools.islice(rows, granted):
+                for i in taken:
                     prompt = prompts[i]
                     problem = prompt_problem(prompt)
                     if problem:
                         results[i] = RowResult(error=problem)
-                        share.done(1)
-                        if progress is not None:
-                            progress.rows_done(1)
                     else:
                         by_model.setdefault(getattr(prompt, "model", None), []).append((i, prompt))
-                for group in by_model.values():
-                    for at in range(0, len(group), size):
-                        # in a copy of the request's context: its tokens are counted in its record
-                        pool.submit(contextvars.copy_context().run, send, share, group[at : at + size])
+                try:
+                    at_once(send, list(by_model.values()))
+                except BaseException:
+                    share.take(0, answered=len(taken), unsent=granted - len(taken))
+                    raise
+                if progress is not None:
+                    progress.rows_done(len(taken))
+                granted = share.take(size if untaken else 0, answered=len(taken), unsent=granted - len(taken))
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            lane_ended.set()
+
+    lanes = max(1, min(-(-budget.total // size), -(-len(prompts) // size)))
+    with budget.share(len(prompts), leaving.gone) as share, ThreadPoolExecutor(lanes) as pool:
+        running: list[Future[None]] = []
+        try:
+            while untaken and share is not None and not failures and not leaving.gone.is_set():
+                lane_ended.clear()
+                running = [lane for lane in running if not lane.done()]
+                granted = share.take(min((lanes - len(running)) * size, untaken)) if len(running) < lanes else 0
+                for at in range(0, granted, size):
+                    # in a copy of the request's context: its tokens are counted in its record
+                    started = pool.submit(contextvars.copy_context().run, lane, share, min(size, granted - at))
+                    running.append(started)
+                lane_ended.wait(POLL_S)  # a lane's end, or room that other requests freed
         except BaseException:
             leaving.give_up()  # the request was given up: so are its rows at vLLM
             raise

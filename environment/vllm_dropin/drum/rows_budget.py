@@ -40,6 +40,8 @@ def targets(total: int, left: Sequence[int]) -> list[int]:
     """Rows in flight each request may hold, for requests in arrival order with `left` rows not
     yet answered: an even share of half of `total` each (capped by what it needs), the rest to
     those with the fewest rows left, the oldest first among equals."""
+    if len(left) == 1:
+        return [min(total, left[0])]
     held = even_shares(total // 2, left)
     rest = total - sum(held)
     for i in sorted(range(len(left)), key=lambda i: (left[i], i)):
@@ -166,26 +168,25 @@ class Share:
     def __init__(self, budget: RowsBudget, slot: int) -> None:
         self._budget, self._slot = budget, slot
 
-    def take(self, most: int) -> int:
+    def take(self, most: int, answered: int = 0, unsent: int = 0) -> int:
         """How many more rows (at most `most`) this request may put in flight now: 0 while it holds
-        its target, or the budget has no room."""
+        its target, or the budget has no room. First, in the same step, `answered` rows it had in
+        flight are marked answered (or needing no answer from vLLM), and `unsent` rows granted
+        before are given back (there was none left to send)."""
         budget = self._budget
         with budget._locked():
-            slots = budget._slots()
-            aimed = targets(budget.total, [left for _, _, left, _ in slots])
-            room = budget.total - sum(in_flight for *_, in_flight in slots)
-            mine = next(i for i, (slot, *_) in enumerate(slots) if slot == self._slot)
-            _, ticket, left, in_flight = slots[mine]
-            granted = max(0, min(most, aimed[mine] - in_flight, room))
-            if granted:
-                self._write(ticket, left, in_flight + granted)
+            _, ticket, left, in_flight = _SLOT.unpack_from(budget._table, _offset(self._slot))
+            left, in_flight = left - answered, in_flight - answered - unsent
+            granted = 0
+            if most > 0:
+                slots = budget._slots()
+                mine = next(i for i, (slot, *_) in enumerate(slots) if slot == self._slot)
+                slots[mine] = (self._slot, ticket, left, in_flight)
+                aimed = targets(budget.total, [left for _, _, left, _ in slots])
+                room = budget.total - sum(in_flight for *_, in_flight in slots)
+                granted = max(0, min(most, aimed[mine] - in_flight, room))
+            self._write(ticket, left, in_flight + granted)
         return granted
-
-    def done(self, rows: int) -> None:
-        """`rows` this request had in flight are answered (or need no answer from vLLM)."""
-        with self._budget._locked():
-            _, ticket, left, in_flight = _SLOT.unpack_from(self._budget._table, _offset(self._slot))
-            self._write(ticket, left - rows, in_flight - rows)
 
     def leave(self) -> None:
         with self._budget._locked():
