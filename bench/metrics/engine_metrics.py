@@ -25,6 +25,7 @@ HISTOGRAMS = {
 
 Sums = dict[str, float]
 BUSY = re.compile(r"^vllm:num_requests_(?:running|waiting)\{[^}]*\} (\S+)$", re.M)
+GENERATED = re.compile(r"^vllm:generation_tokens_total\{[^}]*\} (\S+)$", re.M)
 
 
 def scraped(vllm: Endpoint) -> Sums:
@@ -39,11 +40,22 @@ def scraped(vllm: Endpoint) -> Sums:
     return sums
 
 
-def busy(vllm: Endpoint) -> float:
-    """Requests running or waiting in vLLM's engine now, over every engine."""
+def _summed(vllm: Endpoint, series: re.Pattern[str]) -> float:
     url = vllm.base_url.removesuffix("/v1") + "/metrics"
     text = requests.get(url, headers={"Authorization": f"Bearer {vllm.api_key}"}, timeout=30).text
-    return sum(float(value) for value in BUSY.findall(text))
+    return sum(float(value) for value in series.findall(text))
+
+
+def busy(vllm: Endpoint) -> float:
+    """Requests running or waiting in vLLM's engine, over every engine, as its gauges last said
+    (with several API servers, one that gets no more output keeps its last value)."""
+    return _summed(vllm, BUSY)
+
+
+def generated(vllm: Endpoint) -> float:
+    """Tokens vLLM has generated since it started, over every engine: it stops growing when the
+    engine is idle, whatever its gauges say."""
+    return _summed(vllm, GENERATED)
 
 
 class Peak:

@@ -7,8 +7,8 @@ chunks several at once). Printed: rows/s of each (the median over rounds and eac
 ratio, split against whole: target >= 0.97), when the first and last of the split requests were
 answered (as a share of the split run's time: the first should not wait for the others), and
 the most requests vLLM's engine held at once (its own metrics, sampled; at most the budget).
-Then ABANDON times: the whole batch sent, its connection closed once vLLM works on it, and the
-seconds until vLLM's engine holds no request (target <= 1 s).
+Then ABANDON times: the whole batch sent, its connection closed once vLLM generates for it, and
+the seconds until vLLM's last generated token (target <= 1 s).
 
     python -m bench.scenarios.sharing --model DIR [--rows 8192] [--split 8] [--max-tokens 128]
 """
@@ -30,6 +30,7 @@ from bench.metrics import engine_metrics
 from demo.running import RunningEnvironment
 
 TARGETS = {"split_over_whole": 0.97, "idle_s": 1.0}
+QUIET_S = 3.0  # an engine whose token counter has not moved for this long is idle
 
 
 def whole(url: str, rows: list[str]) -> dict:
@@ -53,21 +54,24 @@ def split(url: str, rows: list[str], parts: int) -> dict:
 
 
 def abandoned(service: RunningEnvironment, vllm: servers.Endpoint, rows: list[str]) -> float:
-    """Seconds from closing a batch's connection (once vLLM works on it) to vLLM's engine idle."""
-    while engine_metrics.busy(vllm) > 0:  # vLLM's gauges lag its engine: the last run's must be gone
-        time.sleep(0.01)
+    """Seconds from closing a batch's connection (once vLLM generates for it) to the last token
+    vLLM generated, seen as its token counter not moving for QUIET_S (its gauges can stay stale
+    with several API servers)."""
+    before = engine_metrics.generated(vllm)
     url = urllib.parse.urlsplit(service.url)
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=600)
     connection.request("POST", "/predictions/", workload.csv_of(rows), {"Content-Type": "text/csv"})
-    while engine_metrics.busy(vllm) < 1:
+    while engine_metrics.generated(vllm) <= before:
         time.sleep(0.01)
     closed = time.perf_counter()
     connection.close()
-    while engine_metrics.busy(vllm) > 0:
-        if time.perf_counter() - closed > 120:
-            return float("inf")
+    last, moved = engine_metrics.generated(vllm), closed
+    while time.perf_counter() - moved < QUIET_S:
+        now = engine_metrics.generated(vllm)
+        if now != last:
+            last, moved = now, time.perf_counter()
         time.sleep(0.01)
-    return time.perf_counter() - closed
+    return moved - closed
 
 
 def measured(service: RunningEnvironment, args: argparse.Namespace) -> dict:
