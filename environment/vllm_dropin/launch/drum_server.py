@@ -40,6 +40,7 @@ DRUM_SERVER_DEFAULTS = {
 # alone, and a keep-alive client stays where it landed, so a few workers carry most of the load.
 # A user's GUNICORN_CMD_ARGS replaces ours.
 GUNICORN_ARGS_VAR = "GUNICORN_CMD_ARGS"
+URL_PREFIX_VAR = "URL_PREFIX"  # DRUM's prefix of its routes (its URL_PREFIX_ENV_VAR_NAME)
 GUNICORN_ARGS = "--reuse-port"
 
 
@@ -51,6 +52,16 @@ def tcp_address(address: str) -> tuple[str, int] | None:
     except RuntimeError:
         return None
     return bound if isinstance(bound, tuple) else None
+
+
+def local_url(address: str, path: str) -> str | None:
+    """The URL of DRUM's `path` (under its URL_PREFIX) from this host, for a TCP `address`."""
+    bound = tcp_address(address)
+    if bound is None:
+        return None
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bound[0], bound[0])
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{bound[1]}{os.environ.get(URL_PREFIX_VAR, '')}{path}"
 
 
 def check_address(address: str) -> None:

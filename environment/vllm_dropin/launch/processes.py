@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import IO
 
 KEPT_LINES = 200  # read for the cause of a failure (failure.py)
@@ -87,8 +87,10 @@ class Child(ProcessGroup):
         env: Mapping[str, str],
         secrets: Iterable[str] = (),
         leader_stops_group: bool = False,
+        on_line: Callable[[str], None] | None = None,
     ) -> None:
         self._secrets = [s for s in secrets if s]
+        self._on_line = on_line  # each line as relayed (masked)
         self._tail: collections.deque[str] = collections.deque(maxlen=KEPT_LINES)
         super().__init__(name, argv, env, subprocess.PIPE, leader_stops_group)
         self._relay = threading.Thread(target=self._pump, name=f"{name}-log", daemon=True)
@@ -104,6 +106,8 @@ class Child(ProcessGroup):
         for line in self.proc.stdout:
             line = self._mask(line.rstrip("\n"))
             self._tail.append(line)
+            if self._on_line is not None:
+                self._on_line(line)
             sys.stdout.write(f"[{self.name}] {line}\n")
             sys.stdout.flush()
 

@@ -15,14 +15,16 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from pathlib import Path
 
-from vllm_dropin import events, pipeline
+from vllm_dropin import events, health, pipeline
 from vllm_dropin.config import Config, runtime_params
 from vllm_dropin.contract import Layout
 from vllm_dropin.errors import ArtifactError, ConfigError, DropinError, ExitCode, report_failure
-from vllm_dropin.launch import drum_server, ray_cluster, vllm_server
+from vllm_dropin.launch import drum_server, ray_cluster, startup_timings, vllm_server
 from vllm_dropin.launch.processes import Child
+from vllm_dropin.launch.startup_timings import StartupTimings
 from vllm_dropin.model import hook as model_hook
 from vllm_dropin.model import preflight
 from vllm_dropin.model.artifacts import fetch as artifacts
@@ -38,6 +40,7 @@ DRAIN_GRACE_S = {"drum": 25.0, "vllm": 15.0, "ray-nodes": 2.0, "ray": 10.0}
 FAILED_GRACE_S = 2.0
 WATCH_S = 0.5
 LAYOUT_FILE = "layout.json"
+DRUM_READY_TIMEOUT_S = 600  # after vLLM is healthy, how long the timings wait for a DRUM worker
 
 
 def _install_signal_handlers(stop: threading.Event) -> dict[int, object]:
@@ -58,11 +61,12 @@ def _watch(children: list[Child], stop: threading.Event) -> Child | None:
 
 
 class Serving:
-    """The pipeline's effects as `serve` has them: done, reported to the platform, stoppable."""
+    """The pipeline's effects as `serve` has them: done, reported to the platform, stoppable, timed."""
 
-    def __init__(self, reporter: events.EventReporter, stop: threading.Event) -> None:
+    def __init__(self, reporter: events.EventReporter, stop: threading.Event, timings: StartupTimings) -> None:
         self.reporter = reporter
         self.stop = stop
+        self.timings = timings
 
     def check_flags(self, config: Config) -> None:
         vllm_server.check_flags(config)
@@ -71,7 +75,9 @@ class Serving:
         self.reporter.report(
             "load_model hook started", f"running load_model from {config.code_dir / model_hook.CUSTOM_FILE}"
         )
+        began = time.monotonic()
         model_hook.run(hook, config.code_dir)
+        self.timings.took("load_model", time.monotonic() - began)
         self.reporter.report("load_model hook finished")
         return not self.stop.is_set()  # asked to stop while the hook ran: launch nothing
 
@@ -81,12 +87,14 @@ class Serving:
     def fetch(self, config: Config, model: ModelSource) -> bool:
         """artifact_uri into the cache; False if asked to stop meanwhile (what arrived whole stays cached)."""
         self.reporter.report("Fetching model", model.artifact or "")
+        began = time.monotonic()
         try:
-            artifacts.fetch(config.settings, config.cache_dir, self.reporter, self.stop.is_set)
+            folder = artifacts.fetch(config.settings, config.cache_dir, self.reporter, self.stop.is_set)
         except ArtifactError:
             if self.stop.is_set():
                 return False
             raise
+        self.timings.took("fetch", time.monotonic() - began, fetched(folder))
         return True
 
     def preflight(self, facts: ModelFacts, config: Config) -> None:
@@ -131,7 +139,8 @@ def _run(
     settings = runtime_params.read()
     reporter.set_verify_ssl(settings.verifySSL)
     drum_server.check_address(address)  # before a long load_model or download, not after
-    plan = pipeline.run(code_dir, settings, os.environ, Serving(reporter, stop))
+    timings = StartupTimings()
+    plan = pipeline.run(code_dir, settings, os.environ, Serving(reporter, stop, timings))
     if plan is None:
         return ExitCode.OK
     vllm_server.prepare_cache(plan.cache_dir)
@@ -141,7 +150,8 @@ def _run(
             return ExitCode.OK
 
     layout_file = run_dir / LAYOUT_FILE
-    vllm, endpoint = vllm_server.start(plan, layout_file)
+    vllm, endpoint = vllm_server.start(plan, layout_file, timings.note)
+    timings.vllm_launched()
     children.append(vllm)
     reporter.report("vLLM launching", f"serving {plan.model.ref}")
     children.append(drum_server.start(plan, endpoint, address, layout_file))
@@ -149,12 +159,38 @@ def _run(
     if waited is None:
         return ExitCode.OK
     reporter.report("vLLM ready", f"healthy after {waited:.1f} s; {Layout.read(layout_file).describe()}")
+    timings.took(startup_timings.VLLM_PHASE, waited)
     ready.set()
     log.info("DRUM serving on %s once its workers see vLLM healthy", address)
+    threading.Thread(target=_timed_to_ready, args=(address, timings, reporter, stop), daemon=True).start()
     dead = _watch(children, stop)
     if dead is None:
         return ExitCode.OK
     raise vllm_server.exited(dead, dead.poll(), startup=False)
+
+
+def fetched(folder: Path) -> str:
+    """The fetched model's size, as the timings show it."""
+    size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+    return f"{size / 1e9:.2f} GB"
+
+
+def _timed_to_ready(
+    address: str, timings: StartupTimings, reporter: events.EventReporter, stop: threading.Event
+) -> None:
+    """Once a DRUM worker answers (vLLM is healthy by then): where the time to ready went, logged
+    and reported. Nothing for an address that is not TCP (DRUM cannot be asked there)."""
+    url = drum_server.local_url(address, "/v1/models")
+    if url is None:
+        return
+    try:
+        answered = health.wait(url, DRUM_READY_TIMEOUT_S, stop.is_set)
+    except TimeoutError:
+        return
+    if answered is not None:
+        timings.took("DRUM answering", answered)
+        log.info("%s", timings.line())
+        reporter.report("Startup timings", timings.line())
 
 
 def serve(code_dir: Path, address: str) -> int:

