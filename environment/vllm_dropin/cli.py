@@ -10,7 +10,7 @@ from pathlib import Path
 from vllm_dropin import logs, pipeline
 from vllm_dropin.config import Config, runtime_params
 from vllm_dropin.errors import ConfigError, DropinError, ExitCode, report_failure
-from vllm_dropin.launch import ray_cluster, vllm_server
+from vllm_dropin.launch import ray_cluster, startup_timings, vllm_server
 from vllm_dropin.launch.supervisor import serve
 from vllm_dropin.model import preflight, source
 from vllm_dropin.model.artifacts import fetch as artifacts
@@ -98,6 +98,7 @@ def check(code_dir: Path) -> ExitCode:
     plan = pipeline.run(code_dir, runtime_params.read(), os.environ, checking)
     assert plan is not None  # check never stops early
     print("\n".join(vllm_server.check(plan)))
+    print("\n".join(f"cold or warm: {line}" for line in startup_timings.cold_or_warm(plan)))
     print("OK: ready to launch" + "".join(f" {condition}" for condition in checking.pending))
     return ExitCode.OK
 

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from vllm_dropin.launch.startup_timings import VLLM_PHASE, StartupTimings
+from tests.helpers import plan_of
+from vllm_dropin.config import runtime_params
+from vllm_dropin.launch.startup_timings import VLLM_PHASE, StartupTimings, cold_or_warm
 
 GPU_LINES = [  # vLLM 0.25 on an H100, two API servers, as relayed
     "(EngineCore pid=970) INFO 12-06 11:21:44 [default_loader.py:430] Loading weights took 0.29 seconds",
@@ -57,3 +59,17 @@ def test_the_engine_waited_for_longest_counts_and_other_lines_are_no_phase():
         timings.note(line)
     assert timings.vllm == {"weights read": (4.2, "")}
     assert timings.api_up is None
+
+
+def test_check_says_which_phases_will_be_cold(tmp_path, tiny_model):
+    params = {"model": str(tiny_model), "cache_dir": str(tmp_path / "cache")}
+    eager = plan_of(runtime_params.parse(params), ["--enforce-eager"], tmp_path)
+    assert cold_or_warm(eager) == ["compile and graph capture: none (--enforce-eager)"]
+    compiled = plan_of(runtime_params.parse(params), [], tmp_path)
+    [compile_line, graphs] = cold_or_warm(compiled)
+    assert compile_line.startswith("compile: nothing in ") and "(cold: the first start compiles" in compile_line
+    assert graphs.startswith("CUDA graph capture: at every start")
+    (tmp_path / "cache" / "vllm" / "torch_compile_cache" / "a1b2c3").mkdir(parents=True)
+    assert cold_or_warm(compiled)[0].startswith("compile: 1 compiled model(s) in ")
+    hub = plan_of(runtime_params.parse({**params, "model": "org/some-model"}), ["--enforce-eager"], tmp_path)
+    assert cold_or_warm(hub)[0].startswith("weights: downloaded from the hub (cold) under ")

@@ -1,7 +1,8 @@
 """Where the time to ready goes: the supervisor's own phases (the model's hook, the fetch, vLLM from
 launch to healthy, DRUM until a worker answers) and those vLLM logs as it starts (weights read,
 model loaded, compile, graph capture, the engine set up, its API up), in one log line and one platform event
-once the deployment answers. vLLM's figures are read from its output as the supervisor relays it."""
+once the deployment answers. vLLM's figures are read from its output as the supervisor relays it.
+Before a start, `check` says which phases will be cold (`cold_or_warm`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from vllm_dropin.config import vllm_flags
+from vllm_dropin.launch import process_env
+from vllm_dropin.planning.plan import LaunchPlan
 
 # vLLM's own lines (v0.25-0.32) and the phase each times; a phase logged by several engines (data
 # parallel) keeps the longest, the one the deployment waited for.
@@ -80,3 +86,26 @@ class StartupTimings:
             details = [detail] * bool(detail) + (inside if phase == VLLM_PHASE else [])
             parts.append(f"{phase} {seconds:.1f} s" + (f" ({'; '.join(details)})" if details else ""))
         return f"time to ready {self.clock() - self.began:.1f} s: " + "; ".join(parts)
+
+
+def cold_or_warm(plan: LaunchPlan) -> list[str]:
+    """For `check`: which phases of the next start will be cold, from what `cache_dir` holds."""
+    lines = []
+    if plan.model.artifact is None and not plan.model.local:
+        hub = Path(process_env.cache_env(plan.cache_dir)["HF_HOME"])
+        cached = any(hub.glob(f"hub/models--{plan.model.ref.replace('/', '--')}/snapshots/*/config.json"))
+        lines.append(f"weights: {'in the hub cache' if cached else 'downloaded from the hub (cold)'} under {hub}")
+    if vllm_flags.long_flag(plan.engine_args, "enforce_eager") in (True, "true", "True"):
+        lines.append("compile and graph capture: none (--enforce-eager)")
+        return lines
+    compiled = Path(process_env.cache_env(plan.cache_dir)["VLLM_CACHE_ROOT"]) / "torch_compile_cache"
+    entries = sorted(p.name for p in compiled.iterdir()) if compiled.is_dir() else []
+    if entries:
+        lines.append(
+            f"compile: {len(entries)} compiled model(s) in {compiled}, reused when this model, its flags and vLLM "
+            "match (warm), else compiled anew"
+        )
+    else:
+        lines.append(f"compile: nothing in {compiled} (cold: the first start compiles; keep cache_dir on a volume)")
+    lines.append("CUDA graph capture: at every start, on GPUs (seconds; --enforce-eager skips it and runs slower)")
+    return lines
