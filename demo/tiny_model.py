@@ -69,7 +69,8 @@ WORDS = [
     "under",
 ]
 
-# Sizes: "tiny" for CPU tests (~7 MB), "1b" for GPU runs (0.99B parameters).
+# Sizes: "tiny" for CPU tests (~7 MB), "1b" for GPU runs (0.99B parameters), "8b" Llama-3-8B's
+# shape (6.98B parameters with this vocabulary: 14 GB in bf16) for the figures at a real size.
 SIZES = {
     "tiny": dict(
         hidden_size=256,
@@ -86,6 +87,14 @@ SIZES = {
         num_attention_heads=32,
         num_key_value_heads=8,
         head_dim=64,
+    ),
+    "8b": dict(
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
     ),
 }
 
