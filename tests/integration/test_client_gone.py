@@ -81,6 +81,7 @@ def test_an_abandoned_batch_stops_at_once_and_nothing_is_left_behind(main_env):
     wait_for(lambda: any(r["route"] == "/predictions/" for r in logged_requests(main_env, since)), 10, "no log line")
     [line] = [r for r in logged_requests(main_env, since) if r["route"] == "/predictions/"]
     assert line["status"] == 499 and line["rows"] == rows
+    assert "Traceback" not in main_env.log()[since:]  # a client's leaving is no error of the deployment's
     answer = post_csv(main_env, csv_of(["still serving?"]))  # the deployment answers afterwards
     assert answer.status_code == 200, answer.text
 

@@ -115,3 +115,26 @@ print("given up")
 def test_in_a_gevent_worker_the_loop_watches_the_client():
     done = subprocess.run([sys.executable, "-c", GEVENT_WORKER], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "given up", done.stderr
+
+
+def test_a_request_whose_client_left_is_answered_without_drums_traceback():
+    """DRUM's blueprint handles every Exception with a logged traceback; a client's leaving is no
+    error of the deployment's: its own handler comes first."""
+    app = flask.Flask(__name__)
+    drum = flask.Blueprint(departure.DRUM_BLUEPRINT, __name__)
+    handled = []
+
+    @drum.route("/predictions/", methods=["POST"])
+    def predict():
+        raise departure.Left()
+
+    @drum.errorhandler(Exception)
+    def drums(error):
+        handled.append(error)
+        return {"message": str(error)}, 500
+
+    app.register_blueprint(drum)
+    departure.init_app(app)
+    answer = app.test_client().post("/predictions/")
+    assert answer.status_code == 499 and handled == []
+    assert "closed its connection" in answer.json["message"]

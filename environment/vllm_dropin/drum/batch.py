@@ -35,7 +35,7 @@ from vllm_dropin import prompt_template
 from vllm_dropin.contract import BatchSettings
 from vllm_dropin.drum import departure, telemetry
 from vllm_dropin.drum.client import CHAT_ROUTE, EMBEDDINGS_ROUTE, Upstream, UpstreamStatusError, unreachable
-from vllm_dropin.drum.departure import ClientGone, Departure
+from vllm_dropin.drum.departure import ClientGone, Departure, Left
 from vllm_dropin.drum.rows_budget import POLL_S, RowsBudget, Share
 
 BATCH_ROUTE = "/predictions/"  # the route label of batch rows' tokens
@@ -484,10 +484,9 @@ def score(data: pd.DataFrame, upstream: Upstream) -> pd.DataFrame:
             results = run_rows(prompts, complete, budget, progress, size, leaving)
     except ClientGone:
         telemetry.BATCH_ROWS.labels("abandoned").inc(len(prompts))
-        raise CustomHTTPError(
-            "the client closed its connection before the answer: the batch's rows still to send were not sent, and "
-            "those in flight were aborted",
-            status_code=ClientGone.STATUS,
+        raise Left(
+            f"the client closed its connection before the answer: of its {len(prompts)} rows, those still to send "
+            "were not sent and those in flight were aborted"
         ) from None
     except urllib3.exceptions.HTTPError as exc:
         telemetry.BATCH_ROWS.labels("failed").inc(len(prompts))

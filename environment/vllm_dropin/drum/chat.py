@@ -13,7 +13,7 @@ import urllib3
 
 from vllm_dropin.drum import departure, sse, telemetry, usage
 from vllm_dropin.drum.client import CHAT_ROUTE, Upstream, UpstreamStatusError, unreachable
-from vllm_dropin.drum.departure import ClientGone
+from vllm_dropin.drum.departure import ClientGone, Left
 from vllm_dropin.drum.openai_errors import named_by_status, openai_error, route_error
 
 CHAT_PATH = "/v1" + CHAT_ROUTE
@@ -154,7 +154,7 @@ def _as_openai_errors(method: str, path: str) -> Iterator[None]:
     except (urllib3.exceptions.HTTPError, httpx2.TransportError, openai.APIConnectionError) as exc:
         raise openai_error(503, unreachable(exc), logged=unreachable(exc)) from None
     except ClientGone:
-        raise openai_error(ClientGone.STATUS, ClientGone.MESSAGE, logged=ClientGone.MESSAGE) from None
+        raise Left() from None
 
 
 def chat(params: dict[str, Any], upstream: Upstream) -> Any:

@@ -13,6 +13,8 @@ as gone, as nginx takes it.
 
 from __future__ import annotations
 
+import json
+import logging
 import select
 import socket
 import sys
@@ -23,7 +25,9 @@ from contextvars import ContextVar
 from typing import Any, Protocol
 
 import flask
+from datarobot_drum.drum.exceptions import CustomHTTPError
 
+log = logging.getLogger("vllm_dropin.departure")
 WATCH_S = 1.0  # how long after its request ends a watcher thread may linger (its client's leaving wakes it at once)
 
 
@@ -66,6 +70,29 @@ class ClientGone(Exception):
 
     STATUS = 499  # nginx's "client closed request": no one reads it; the log line and series do
     MESSAGE = "the client closed its connection before the answer; vLLM's work for it was aborted"
+
+
+class Left(CustomHTTPError):
+    """What a hook raises for a request whose client left: answered 499 with one log line, where
+    DRUM's handler of every error would log a traceback for what is no error of the deployment's."""
+
+    def __init__(self, message: str = ClientGone.MESSAGE) -> None:
+        super().__init__(message, status_code=ClientGone.STATUS)
+
+
+DRUM_BLUEPRINT = "model_api"  # DRUM's routes, whose handler of every Exception logs a traceback
+
+
+def init_app(app: flask.Flask) -> None:
+    """Answer `Left` before DRUM's handler does: a handler for the class itself comes first in the
+    blueprint's map (Flask looks a class's own handler up before its bases')."""
+
+    def left(error: Left) -> flask.Response:
+        log.info("%s", error)
+        body = json.dumps({"message": str(error)})
+        return flask.Response(body, status=ClientGone.STATUS, mimetype="application/json")
+
+    app.error_handler_spec[DRUM_BLUEPRINT][None][Left] = left
 
 
 CURRENT: ContextVar[Departure | None] = ContextVar("dropin_departure", default=None)
