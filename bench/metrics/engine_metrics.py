@@ -28,12 +28,16 @@ BUSY = re.compile(r"^vllm:num_requests_(?:running|waiting)\{[^}]*\} (\S+)$", re.
 GENERATED = re.compile(r"^vllm:generation_tokens_total\{[^}]*\} (\S+)$", re.M)
 
 
+def _text(vllm: Endpoint) -> str:
+    """vLLM's /metrics as it answers now."""
+    url = vllm.base_url.removesuffix("/v1") + "/metrics"
+    return requests.get(url, headers={"Authorization": f"Bearer {vllm.api_key}"}, timeout=30).text
+
+
 def scraped(vllm: Endpoint) -> Sums:
     """Each histogram's `_sum` and `_count`, added over every engine and API server."""
-    url = vllm.base_url.removesuffix("/v1") + "/metrics"
-    text = requests.get(url, headers={"Authorization": f"Bearer {vllm.api_key}"}, timeout=30).text
     sums: Sums = collections.defaultdict(float)
-    for line in text.splitlines():
+    for line in _text(vllm).splitlines():
         name = line.split("{", 1)[0].split(" ", 1)[0]
         if not line.startswith("#") and name.removesuffix("_sum").removesuffix("_count") in HISTOGRAMS:
             sums[name] += float(line.rsplit(" ", 1)[1])
@@ -41,9 +45,7 @@ def scraped(vllm: Endpoint) -> Sums:
 
 
 def _summed(vllm: Endpoint, series: re.Pattern[str]) -> float:
-    url = vllm.base_url.removesuffix("/v1") + "/metrics"
-    text = requests.get(url, headers={"Authorization": f"Bearer {vllm.api_key}"}, timeout=30).text
-    return sum(float(value) for value in series.findall(text))
+    return sum(float(value) for value in series.findall(_text(vllm)))
 
 
 def busy(vllm: Endpoint) -> float:

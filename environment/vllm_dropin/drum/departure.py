@@ -5,9 +5,8 @@ client gone: it aborts them and frees their place in the engine).
 The client's leaving is seen on its connection: a closed (or reset) connection becomes readable
 with nothing to read. DRUM's gunicorn worker gives the request's socket in the WSGI environ; a
 watcher in gevent's loop (DRUM's gevent worker), or else a thread, waits on it while the request
-waits on vLLM. A
-request that its worker gives up (an exception from outside, such as gevent's GreenletExit) is
-given up the same way. A client that half-closes its side after sending (rare in HTTP) is taken
+waits on vLLM. A request that its worker gives up (an exception from outside, such as gevent's
+GreenletExit) is given up the same way. A client that half-closes its side after sending (rare in HTTP) is taken
 as gone, as nginx takes it.
 """
 

@@ -35,7 +35,7 @@ class StartupTimings:
     """The phases of one start, noted as they end (vLLM's from its relay thread)."""
 
     clock: Callable[[], float] = time.monotonic
-    began: float = field(default=0.0)
+    began: float = field(init=False)
     ours: dict[str, tuple[float, str]] = field(default_factory=dict)  # phase -> seconds, detail
     vllm: dict[str, tuple[float, str]] = field(default_factory=dict)
     launched: float | None = None  # when vLLM's process started
@@ -43,7 +43,7 @@ class StartupTimings:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        self.began = self.began or self.clock()
+        self.began = self.clock()
 
     def took(self, phase: str, seconds: float, detail: str = "") -> None:
         self.ours[phase] = (seconds, detail)
@@ -72,9 +72,9 @@ class StartupTimings:
             return
 
     def line(self) -> str:
-        """'time to ready 82.4 s: load_model 0.0 s; fetch 2.1 s (1.90 GB, 905 MB/s); vLLM to healthy
-        78.3 s (weights loaded 1.7 s, 1.82 GiB; compile 12.7 s; ...; API up at 77.9 s); DRUM
-        answering 2.0 s'."""
+        """'time to ready 82.4 s: load_model 0.0 s; fetch 2.1 s (1.90 GB); checks and planning 0.9 s;
+        vLLM to healthy 78.3 s (weights read 0.3 s; model loaded 1.7 s, 1.82 GiB; compile 12.7 s;
+        ...; API up at 77.9 s); DRUM answering 2.0 s'."""
         inside = [
             f"{phase} {seconds:.1f} s" + (f", {detail}" if detail else "")
             for phase, (seconds, detail) in self.vllm.items()
@@ -91,14 +91,15 @@ class StartupTimings:
 def cold_or_warm(plan: LaunchPlan) -> list[str]:
     """For `check`: which phases of the next start will be cold, from what `cache_dir` holds."""
     lines = []
+    caches = process_env.cache_env(plan.cache_dir)
     if plan.model.artifact is None and not plan.model.local:
-        hub = Path(process_env.cache_env(plan.cache_dir)["HF_HOME"])
+        hub = Path(caches["HF_HOME"])
         cached = any(hub.glob(f"hub/models--{plan.model.ref.replace('/', '--')}/snapshots/*/config.json"))
         lines.append(f"weights: {'in the hub cache' if cached else 'downloaded from the hub (cold)'} under {hub}")
     if vllm_flags.long_flag(plan.engine_args, "enforce_eager") in (True, "true", "True"):
         lines.append("compile and graph capture: none (--enforce-eager)")
         return lines
-    compiled = Path(process_env.cache_env(plan.cache_dir)["VLLM_CACHE_ROOT"]) / "torch_compile_cache"
+    compiled = Path(caches["VLLM_CACHE_ROOT"]) / "torch_compile_cache"
     entries = sorted(p.name for p in compiled.iterdir()) if compiled.is_dir() else []
     if entries:
         lines.append(

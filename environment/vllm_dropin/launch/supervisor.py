@@ -189,8 +189,9 @@ def _timed_to_ready(
         return
     if answered is not None:
         timings.took("DRUM answering", answered)
-        log.info("%s", timings.line())
-        reporter.report("Startup timings", timings.line())
+        line = timings.line()
+        log.info("%s", line)
+        reporter.report("Startup timings", line)
 
 
 def serve(code_dir: Path, address: str) -> int:
