@@ -79,6 +79,15 @@ def deployment(model: Path, engine_args: str, work: Path, params: dict, env: lis
         service.stop()
 
 
+def timings_line(environment: RunningEnvironment, timeout_s: float = 30) -> str:
+    """The environment's own account of its time to ready, by phase: logged once a DRUM worker
+    answers, so possibly just after the benchmark saw it ready."""
+    marker = "time to ready "
+    text = environment.wait_log(lambda log: marker in log, timeout_s)
+    lines = [line for line in text.splitlines() if marker in line]
+    return marker + lines[-1].split(marker, 1)[1] if lines else "(not logged)"
+
+
 def vllm_endpoint_of(environment: RunningEnvironment) -> Endpoint:
     """The vLLM server inside our environment, for a direct client on the same server.
 

@@ -59,7 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--rows-per-request", type=int, help="our batch path's rows_per_request (default: unset, the environment's)"
     )
-    p.add_argument("--chat-requests", type=int, default=64, help="concurrent chat requests (default: 64)")
+    p.add_argument(
+        "--chat-requests", type=ints, default=[64], help="concurrent chat requests, one run per number (default: 64)"
+    )
     p.add_argument("--repeats", type=int, default=5, help="runs per figure; the median is reported (default: 5)")
     p.add_argument(
         "--launches",
@@ -67,7 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1,
         help="batch, chat and offline parts this many times, each on a fresh server and a fresh LLM, in turn;\n"
         "ratios are the median over launches of each launch's own ratio (an engine's speed moves from one\n"
-        "launch to the next more than the paths differ). Launches after the first start with a warm cache.",
+        "launch to the next more than the paths differ). Launches after the first start with a warm cache,\n"
+        "as does the first when the startup part is not run and an earlier run left one in --out.",
     )
     p.add_argument(
         "--stock-max-rows", type=int, default=1024, help="largest size sent to the stock path (default: 1024)"
@@ -124,6 +127,7 @@ class Bench:
                 "host": f"{os.cpu_count()} CPUs",
             },
             "startup": {},
+            "startup_phases": {},
             "batch": [],
             "chat": [],
             "standin": [],
@@ -158,11 +162,12 @@ class Bench:
         cache = fresh(self.work / "cache-bare")
         for state in ("cold", "warm"):
             self.say(f"bare vllm serve, {state} cache ...")
-            self.results["startup"][f"bare vllm serve ({state})"] = self.bare_ready(cache)
+            self.results["startup"][f"bare vllm serve ({state})"] = ready = self.bare_ready(cache)
+            self.say(f"bare vllm serve ready in {ready:.1f} s")
 
     # --- our environment, the direct client on the same vLLM ---------------------------------
     def with_our_environment(self) -> None:
-        cold = self.launch == 1
+        cold = self.launch == 1 and "startup" in self.parts  # else a cache left by an earlier run is kept
         cache = fresh(self.work / "cache-ours") if cold else self.work / "cache-ours"
         given = {"rows_per_request": self.args.rows_per_request} if self.args.rows_per_request else {}
         params = self.params(max_concurrent_rows=self.args.concurrency, **given)
@@ -172,6 +177,8 @@ class Bench:
             ready = env.wait_ready()
             if cold:
                 self.results["startup"]["our entrypoint (cold)"] = ready
+                self.results["startup_phases"]["our entrypoint (cold)"] = line = servers.timings_line(env)
+                self.say(line)
             direct = servers.vllm_endpoint_of(env)
             if "batch" in self.parts:
                 self.batch(env, direct)
@@ -184,6 +191,8 @@ class Bench:
             env = servers.our_environment(self.folder, params, self.work, cache)
             try:
                 self.results["startup"]["our entrypoint (warm)"] = env.wait_ready()
+                self.results["startup_phases"]["our entrypoint (warm)"] = line = servers.timings_line(env)
+                self.say(line)
             finally:
                 env.stop()
 
@@ -220,13 +229,13 @@ class Bench:
 
     def chat(self, env, direct: servers.Endpoint) -> None:
         through_drum = servers.Endpoint(f"{env.url}/v1", "unused")
-        chats = prompts(self.args.chat_requests)
-        for stream in (False, True):
+        for count, stream in ((count, stream) for count in self.args.chat_requests for stream in (False, True)):
+            chats = prompts(count)
             kind = "streamed" if stream else "plain"
-            self.say(f"{len(chats)} concurrent {kind} chats: direct and through DRUM ...")
+            self.say(f"{count} concurrent {kind} chats: direct and through DRUM ...")
             runs = [
-                lambda n=name, e=endpoint, s=stream: openai_client.chat_burst(
-                    n, e, MODEL_NAME, chats, self.args.output_tokens, s
+                lambda n=name, e=endpoint, s=stream, c=chats: openai_client.chat_burst(
+                    n, e, MODEL_NAME, c, self.args.output_tokens, s
                 )
                 for name, endpoint in ((f"chat {kind}, direct", direct), (f"chat {kind}, through DRUM", through_drum))
             ]
