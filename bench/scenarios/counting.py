@@ -23,6 +23,7 @@ def client(counted: bool, log: bool):
     from vllm_dropin.contract import BatchSettings
     from vllm_dropin.drum import observe, telemetry
     from vllm_dropin.drum.client import ClientPool, Upstream
+    from vllm_dropin.drum.model_names import ModelNames
 
     app = flask.Flask("counting")
 
@@ -33,7 +34,7 @@ def client(counted: bool, log: bool):
 
     if counted:
         batch = BatchSettings(prompt_column_name="p", max_tokens=1, n=1, max_concurrent_rows=1, row_errors="fail")
-        upstream = Upstream(ClientPool(list), ClientPool(list), "m", batch, "resultText", [], request_log=log)
+        upstream = Upstream(ClientPool(list), ClientPool(list), "m", batch, "resultText", ModelNames(), request_log=log)
         observe.init_app(app, lambda: upstream)
     return app.test_client()
 

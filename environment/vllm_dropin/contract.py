@@ -26,6 +26,7 @@ DEFAULT_SERVED_ALIAS = "datarobot-deployed-llm"
 UPSTREAM_KEEPALIVE_S = 60
 # prometheus_client's folder of per-process values: DRUM's workers count into it (drum.telemetry)
 MULTIPROC_DIR_VAR = "PROMETHEUS_MULTIPROC_DIR"
+ADAPTERS_PATH = "/adapters/"  # the adapter service's route: POST /adapters/<name> loads that adapter
 LABEL_ROWS_PER_REQUEST = 8  # labels are short and alike: rows share a request at no cost to each other
 REQUESTS_FOR_A_BATCH_IN_FLIGHT = 8  # a batch that fits in flight: its rows in this many requests
 
@@ -97,6 +98,7 @@ class Layout:
     api_servers: int
     rows_in_flight: int  # a batch's rows in flight at once, over all replicas
     reason: str  # why these sizes
+    lora_rank: int | None = None  # the largest LoRA rank vLLM takes; None: LoRA off
 
     def describe(self) -> str:
         return (
@@ -123,7 +125,7 @@ class WorkerContract:
     startup_timeout_s: float  # how long a worker waits for vLLM's health before it gives up
     layout_file: str  # where the vLLM process writes its `Layout` before vLLM starts
     target: str = DEFAULT_TARGET
-    lora_adapters: list[str] = field(default_factory=list)  # adapter names vLLM serves besides the model
+    adapter_service: str | None = None  # the unix socket of the supervisor's adapter loader (lora_adapters_uri)
     request_log: bool = True  # a JSON line per request in the log
 
     def to_env(self) -> dict[str, str]:

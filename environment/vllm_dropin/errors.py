@@ -72,6 +72,10 @@ class ArtifactError(DropinError):
     exit_code = ExitCode.ARTIFACT
 
 
+class ArtifactMissing(ArtifactError):
+    """The store answered, and holds nothing at the URI."""
+
+
 class ServingError(DropinError):
     """A child died after the deployment was ready."""
 

@@ -79,7 +79,7 @@ def _config(folder, **changes):
     [
         (lambda f: (f / "adapter_config.json").unlink(), "LoRA adapter tone .*: no adapter_config.json"),
         (lambda f: (f / "adapter_model.safetensors").unlink(), r"LoRA adapter tone .*: no weights \(adapter_model"),
-        (lambda f: _config(f, r=1024), "LoRA adapter tone: rank 1024 is above vLLM's largest \\(512\\)"),
+        (lambda f: _config(f, r=1024), "LoRA adapter tone .*: rank 1024 is above vLLM's largest \\(512\\)"),
         (lambda f: _config(f, peft_type="IA3"), "is not a LoRA adapter's \\(peft_type 'IA3'\\)"),
     ],
 )

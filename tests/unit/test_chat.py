@@ -17,6 +17,7 @@ from tests.helpers import JsonPosts, serve_http
 from vllm_dropin.contract import BatchSettings
 from vllm_dropin.drum.chat import RelayChunk, RelayCompletion, chat
 from vllm_dropin.drum.client import ClientPool, JsonConnection, StreamClient, Upstream
+from vllm_dropin.drum.model_names import ModelNames
 from vllm_dropin.drum.sse import whole_events
 
 
@@ -135,8 +136,8 @@ class Vllm(JsonPosts):
 def upstream_at(url: str) -> Upstream:
     tls = ssl.create_default_context()
     batch = BatchSettings(prompt_column_name="promptText", max_tokens=8, n=1, max_concurrent_rows=1, row_errors="fail")
-    return Upstream(ClientPool(lambda: StreamClient(url, "k", tls)),
-                    ClientPool(lambda: JsonConnection(url, "k", tls)), "m", batch, "resultText", [])  # fmt: skip
+    streams, posts = ClientPool(lambda: StreamClient(url, "k", tls)), ClientPool(lambda: JsonConnection(url, "k", tls))
+    return Upstream(streams, posts, "m", batch, "resultText", ModelNames())
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -25,6 +25,7 @@ from vllm_dropin.drum.client import (
     connect,
     rows_route,
 )
+from vllm_dropin.drum.model_names import ModelNames
 from vllm_dropin.drum.openai_errors import route_error
 
 BATCH = BatchSettings(prompt_column_name="promptText", max_tokens=8, n=1, max_concurrent_rows=16, row_errors="fail")
@@ -48,7 +49,7 @@ def app_for(url: str) -> flask.Flask:
     app = flask.Flask(__name__)
     tls = ssl.create_default_context()
     upstream = Upstream(ClientPool(list), ClientPool(lambda: JsonConnection(url, "launch-key", tls)), "m", BATCH,
-                        "resultText", [])  # fmt: skip
+                        "resultText", ModelNames())  # fmt: skip
     relay.init_app(app, lambda: upstream)
     return app
 
@@ -149,11 +150,13 @@ def test_embedding_rows_share_requests_as_labels_do():
 def test_settings_of_generated_answers_are_refused_for_an_embedding_model(changes, named):
     settings = dataclasses.replace(BATCH, **changes)
     upstream = Upstream(
-        ClientPool(list), ClientPool(list), "m", settings, "resultText", [], frozenset({"/v1/embeddings"})
+        ClientPool(list), ClientPool(list), "m", settings, "resultText", ModelNames(), frozenset({"/v1/embeddings"})
     )
     with pytest.raises(CustomHTTPError, match=named):
         batch.rows_sender(upstream)
-    neither = Upstream(ClientPool(list), ClientPool(list), "m", BATCH, "resultText", [], frozenset({"/classify"}))
+    neither = Upstream(
+        ClientPool(list), ClientPool(list), "m", BATCH, "resultText", ModelNames(), frozenset({"/classify"})
+    )
     with pytest.raises(CustomHTTPError, match="neither chat completions nor embeddings"):
         batch.rows_sender(neither)
 

@@ -134,10 +134,18 @@ class Settings:
         help="Run Python code shipped with the model (needed by some architectures). Off unless "
         "you trust the model's source.",
     )
+    lora_adapters_uri: str | None = declare(
+        feeds="artifact",
+        help="Where more LoRA adapters are, one sub-folder each, named by the folder: s3://bucket/prefix, "
+        "gs://bucket/prefix, az://container/prefix (or Azure's https URL), hf://org (its repositories) "
+        "or a local folder; artifact_endpoint_url and artifact_credential apply. A request (chat, any "
+        "OpenAI route, a batch row) naming an adapter that is not loaded has it fetched into cache_dir "
+        "once, checked against the base model and loaded while serving. Unset: only ${CODE_DIR}/adapters/.",
+    )
     lora_adapter: str | None = declare(
         feeds="batch",
-        help="LoRA adapter (a folder name under ${CODE_DIR}/adapters/) that answers batch predictions. "
-        "Unset: the base model.",
+        help="LoRA adapter (a folder name under ${CODE_DIR}/adapters/, or under lora_adapters_uri) that "
+        "answers batch predictions. Unset: the base model.",
     )
     lora_adapter_column: str | None = declare(
         feeds="batch",
@@ -149,14 +157,23 @@ class Settings:
         vllm_flag="--max-lora-rank",
         minimum=1,
         help="Largest LoRA rank vLLM reserves for. Unset with adapters in the model folder: the "
-        "smallest of vLLM's choices that holds the largest adapter's rank.",
+        "smallest of vLLM's choices that holds the largest adapter's rank; with lora_adapters_uri, "
+        "at least vLLM's default, 16 (a larger adapter from the store is refused, naming this parameter).",
     )
     max_loras: int | None = declare(
         feeds="vllm_flag",
         vllm_flag="--max-loras",
         minimum=1,
-        help="How many LoRA adapters one engine batch may mix. Unset with adapters in the model folder: "
-        "all of them (at most 8).",
+        help="How many LoRA adapters one engine batch may mix (each holds a slot of GPU memory). Unset "
+        "with adapters in the model folder: all of them (at most 8); with lora_adapters_uri: 8.",
+    )
+    max_cpu_loras: int | None = declare(
+        feeds="vllm_flag",
+        vllm_flag="--max-cpu-loras",
+        minimum=1,
+        help="How many LoRA adapters vLLM keeps in CPU memory; beyond it the least recently used is "
+        "dropped and read again from its folder (cache_dir, never the store) when next asked for. "
+        "Unset: max_loras.",
     )
     system_prompt: str | None = declare(
         feeds="batch",

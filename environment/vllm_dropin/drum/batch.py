@@ -36,6 +36,7 @@ from vllm_dropin.contract import BatchSettings
 from vllm_dropin.drum import departure, telemetry
 from vllm_dropin.drum.client import CHAT_ROUTE, EMBEDDINGS_ROUTE, Upstream, UpstreamStatusError, unreachable
 from vllm_dropin.drum.departure import ClientGone, Departure, Left
+from vllm_dropin.drum.model_names import ModelNames
 from vllm_dropin.drum.rows_budget import POLL_S, RowsBudget, Share
 
 BATCH_ROUTE = "/predictions/"  # the route label of batch rows' tokens
@@ -66,10 +67,14 @@ class RoutedPrompt(str):
 
 
 class AdapterColumn(Sequence[Any]):
-    """The rows' prompts, each routed to the adapter its row names in `column` (empty: the default)."""
+    """The rows' prompts, each routed to the adapter its row names in `column` (empty: the default).
 
-    def __init__(self, prompts: Sequence[Any], cells: pd.Series, column: str, served: list[str]) -> None:
-        self._prompts, self._cells, self._column, self._served = prompts, cells, column, set(served)
+    `refused`: why each adapter of the store that was named but cannot be served."""
+
+    def __init__(
+        self, prompts: Sequence[Any], cells: pd.Series, column: str, names: ModelNames, refused: dict[str, str]
+    ) -> None:
+        self._prompts, self._cells, self._column, self._names, self._refused = prompts, cells, column, names, refused
 
     def __len__(self) -> int:
         return len(self._prompts)
@@ -78,7 +83,10 @@ class AdapterColumn(Sequence[Any]):
         prompt, cell = self._prompts[i], self._cells.iat[i]
         if prompt_problem(prompt) or prompt_template.empty(cell):
             return prompt
-        if not isinstance(cell, str) or cell not in self._served:
+        if not isinstance(cell, str) or cell not in self._names:
+            why = self._refused.get(cell) if isinstance(cell, str) else None
+            if why is not None:
+                return Problem(f"the adapter named in column '{self._column}' cannot be served: {why}")
             return Problem(f"the adapter named in column '{self._column}' is not served (GET /v1/models lists them)")
         routed = RoutedPrompt(prompt)
         routed.model = cell
@@ -198,11 +206,33 @@ def prompts_of(data: pd.DataFrame, settings: BatchSettings) -> Sequence[Any]:
 
 
 def routed(prompts: Sequence[Any], data: pd.DataFrame, upstream: Upstream) -> Sequence[Any]:
-    """The prompts, routed row by row to the adapter named in the adapter column, if one is set."""
+    """The prompts, routed row by row to the adapter named in the adapter column, if one is set;
+    adapters of lora_adapters_uri that the column names loaded first."""
+    _default_adapter_ready(upstream)
     column = upstream.batch.lora_adapter_column
     if column is None:
         return prompts
-    return AdapterColumn(prompts, data[column], column, upstream.lora_adapters)
+    cells = data[column]
+    refused = {}
+    for name in cells[cells.map(lambda cell: isinstance(cell, str))].unique():
+        refusal = upstream.names.ready(name)
+        if refusal is not None:
+            refused[name] = refusal.reason
+    return AdapterColumn(prompts, cells, column, upstream.names, refused)
+
+
+def _default_adapter_ready(upstream: Upstream) -> None:
+    """lora_adapter (a runtime parameter, so named in errors) loaded if it comes from the store."""
+    name = upstream.batch.lora_adapter
+    if name is None:
+        return
+    refusal = upstream.names.ready(name)
+    if refusal is not None:
+        raise CustomHTTPError(f"runtime parameter 'lora_adapter': {refusal.message}", status_code=refusal.status)
+    if name not in upstream.names:
+        raise CustomHTTPError(
+            f"runtime parameter 'lora_adapter': {name} is neither served nor in lora_adapters_uri", status_code=400
+        )
 
 
 def _model(upstream: Upstream, prompt: str) -> str:

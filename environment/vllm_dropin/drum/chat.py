@@ -164,6 +164,9 @@ def chat(params: dict[str, Any], upstream: Upstream) -> Any:
     if not isinstance(params, dict):
         message = "chat request body must be a JSON object"
         raise openai_error(400, message, logged=message)
+    refusal = upstream.names.ready(params.get("model"))
+    if refusal is not None:
+        raise openai_error(refusal.status, refusal.message)
     if params.get("stream"):
         return _streamed(params, upstream)
     # No SSE to decode: urllib3, at about half the CPU of openai's client per plain chat

@@ -27,6 +27,7 @@ import openai
 import urllib3
 
 from vllm_dropin.contract import UPSTREAM_KEEPALIVE_S, BatchSettings, Layout, WorkerContract
+from vllm_dropin.drum.model_names import ModelNames
 from vllm_dropin.drum.openai_errors import error_object
 from vllm_dropin.drum.rows_budget import RowsBudget
 
@@ -214,7 +215,7 @@ class Upstream:
     model: str  # the served name requests carry
     batch: BatchSettings
     target: str  # the output column of batch predictions
-    lora_adapters: list[str]  # served LoRA adapters (names a row may pick)
+    names: ModelNames  # the model names requests may carry, adapters of lora_adapters_uri loaded on demand
     vllm_paths: frozenset[str] = frozenset()  # the route templates vLLM serves (empty: not published)
     request_log: bool = True  # a JSON line per request (drum.observe)
     rows_budget: RowsBudget | None = None  # the deployment's batch rows in flight (None: each batch its own)
@@ -242,6 +243,14 @@ def served_paths(connection: JsonConnection) -> frozenset[str] | None:
     return frozenset(paths) if isinstance(paths, dict) else None
 
 
+def served_names(connection: JsonConnection) -> list[str]:
+    """The names vLLM serves now (its /v1/models: the model's names and its adapters)."""
+    reply = connection.send("GET", "/v1/models", None, connection.authorized({}))
+    listing = json_or_none(reply.data) if reply.status == 200 else None
+    models = listing.get("data") if isinstance(listing, dict) else None
+    return [m["id"] for m in models or () if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+
 def connect(contract: WorkerContract, layout: Layout) -> Upstream:
     """Clients of the vLLM named by the contract, sized by the layout it runs, and the route its
     batch rows take (read from the routes vLLM serves)."""
@@ -251,6 +260,7 @@ def connect(contract: WorkerContract, layout: Layout) -> Upstream:
     posts = ClientPool(lambda: JsonConnection(vllm.base_url, vllm.api_key, tls))
     with posts.client() as connection:
         paths = served_paths(connection)
+        names = ModelNames(served_names(connection), contract.adapter_service)
     batch = contract.batch_in(layout)
     rows_budget = RowsBudget(layout.rows_in_flight, Path(contract.layout_file).with_name(BUDGET_FILE))
     rows_budget.forget_dead_workers()
@@ -260,7 +270,7 @@ def connect(contract: WorkerContract, layout: Layout) -> Upstream:
         vllm.model,
         batch,
         contract.target,
-        contract.lora_adapters,
+        names,
         paths or frozenset(),
         contract.request_log,
         rows_budget,

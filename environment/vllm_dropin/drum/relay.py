@@ -28,6 +28,8 @@ from vllm_dropin.drum.client import JsonConnection, Upstream, json_or_none, unre
 from vllm_dropin.drum.departure import ClientGone
 from vllm_dropin.drum.openai_errors import error_object, named_by_status, route_error
 
+# vLLM's routes that load and unload adapters from a path on this host: the deployment loads them
+ADAPTER_ROUTES = frozenset({"/v1/load_lora_adapter", "/v1/unload_lora_adapter"})
 DIRECT_ACCESS = ("directAccess", "nim")  # DRUM's prefixes of a passthrough to the model's own server
 DRUM_PASSTHROUGH_VIEW = "model_api.forward_request"  # DRUM's view of them, which needs an OpenAI predictor
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -72,7 +74,15 @@ def relay(upstream: Upstream, path: str) -> flask.Response:
     request = flask.request
     target = quote(f"/{path}") + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
     route = telemetry.route_names(upstream.vllm_paths).of(f"/{path}")
+    if route in ADAPTER_ROUTES:
+        return error_response(
+            404, f"{route} is not served: adapters of lora_adapters_uri load when a request names them"
+        )
     sent, shown = request.get_data(), True
+    if request.method == "POST":
+        refusal = upstream.names.ready(usage.model_in(sent))
+        if refusal is not None:
+            return error_response(refusal.status, refusal.message)
     if request.method == "POST" and route in usage.ASKED_ROUTES:
         sent, shown = usage.asked_in(sent)
     connection = upstream.posts.take()

@@ -121,7 +121,7 @@ def drum_env(
         plan.startup_timeout,
         str(layout_file),
         base.get(TARGET_VAR) or DEFAULT_TARGET,
-        [a.name for a in plan.adapters],
+        str(adapter_socket(layout_file)) if plan.adapter_store else None,
         plan.request_log,
     )
     env.update(contract.to_env())
@@ -133,6 +133,11 @@ def drum_env(
 def metrics_dir(layout_file: Path) -> Path:
     """Where DRUM's workers keep their Prometheus values: beside the layout, in the launch's folder."""
     return layout_file.parent / "drum-metrics"
+
+
+def adapter_socket(layout_file: Path) -> Path:
+    """Where the supervisor's adapter loader answers DRUM's workers: in the launch's folder."""
+    return layout_file.parent / "adapters.sock"
 
 
 def drum_command(address: str) -> list[str]:

@@ -45,6 +45,8 @@ def vllm_env_additions(plan: LaunchPlan, base: Mapping[str, str], api_key: str) 
     env = {**plan.engine_env, **cache_env(plan.cache_dir)}
     env.update(VLLM_API_KEY=api_key, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
     env["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"] = str(UPSTREAM_KEEPALIVE_S)
+    if plan.adapter_store:  # adapters from lora_adapters_uri, loaded by the supervisor as requests name them
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "1"
     if plan.model.local:
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     else:

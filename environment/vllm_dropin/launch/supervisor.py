@@ -20,13 +20,17 @@ from pathlib import Path
 
 from vllm_dropin import events, health, pipeline
 from vllm_dropin.config import Config, runtime_params
-from vllm_dropin.contract import Layout
+from vllm_dropin.config.settings import Settings
+from vllm_dropin.contract import Layout, VllmEndpoint
 from vllm_dropin.errors import ArtifactError, ConfigError, DropinError, ExitCode, report_failure
 from vllm_dropin.launch import drum_server, ray_cluster, startup_timings, vllm_server
+from vllm_dropin.launch.adapter_loader import AdapterLoader
+from vllm_dropin.launch.adapter_service import AdapterService
 from vllm_dropin.launch.processes import Child
 from vllm_dropin.launch.startup_timings import StartupTimings
+from vllm_dropin.launch.vllm_command import VLLM_DEFAULT_LORA_RANK
 from vllm_dropin.model import hook as model_hook
-from vllm_dropin.model import preflight
+from vllm_dropin.model import lora_store, preflight
 from vllm_dropin.model.artifacts import fetch as artifacts
 from vllm_dropin.model.facts import ModelFacts
 from vllm_dropin.model.source import ModelSource
@@ -135,6 +139,7 @@ def _run(
     children: list[Child],
     ready: threading.Event,
     run_dir: Path,
+    services: list[AdapterService],
 ) -> ExitCode:
     settings = runtime_params.read()
     reporter.set_verify_ssl(settings.verifySSL)
@@ -153,6 +158,8 @@ def _run(
     vllm, endpoint = vllm_server.start(plan, layout_file, timings.note)
     timings.vllm_launched()
     children.append(vllm)
+    if plan.adapter_store:
+        services.append(_adapter_service(plan, settings, endpoint, layout_file, reporter))
     reporter.report("vLLM launching", f"serving {plan.model.ref}")
     children.append(drum_server.start(plan, endpoint, address, layout_file))
     waited = vllm_server.wait_healthy(vllm, endpoint, plan.startup_timeout, stop.is_set, children)
@@ -167,6 +174,23 @@ def _run(
     if dead is None:
         return ExitCode.OK
     raise vllm_server.exited(dead, dead.poll(), startup=False)
+
+
+def _adapter_service(
+    plan: LaunchPlan, settings: Settings, endpoint: VllmEndpoint, layout_file: Path, reporter: events.EventReporter
+) -> AdapterService:
+    """The loader of lora_adapters_uri's adapters, answering DRUM's workers before they start; the
+    rank vLLM takes is read from the layout once an adapter is asked for (vLLM is healthy by then)."""
+    uri = lora_store.store_uri(settings)
+    assert uri is not None
+    loader = AdapterLoader(
+        uri, settings, plan.cache_dir, plan.model, endpoint, lambda: _lora_rank(layout_file), reporter
+    )
+    return AdapterService(loader, drum_server.adapter_socket(layout_file))
+
+
+def _lora_rank(layout_file: Path) -> int:
+    return Layout.read(layout_file).lora_rank or VLLM_DEFAULT_LORA_RANK
 
 
 def fetched(folder: Path) -> str:
@@ -201,8 +225,9 @@ def serve(code_dir: Path, address: str) -> int:
     children: list[Child] = []
     ready = threading.Event()
     run_dir = Path(tempfile.mkdtemp(prefix="vllm-dropin-run-"))  # this launch's files, gone when it ends
+    services: list[AdapterService] = []
     try:
-        return _run(code_dir, address, reporter, stop, children, ready, run_dir)
+        return _run(code_dir, address, reporter, stop, children, ready, run_dir, services)
     except DropinError as exc:
         return report_failure(exc, reporter)
     finally:
@@ -210,6 +235,8 @@ def serve(code_dir: Path, address: str) -> int:
         for child in reversed(children):
             code = child.stop(DRAIN_GRACE_S[child.name] if draining else FAILED_GRACE_S)
             log.info("%s stopped (exit code %s)", child.name, code)
+        for service in services:
+            service.close()
         shutil.rmtree(run_dir, ignore_errors=True)
         reporter.close()
         for sig, old in previous.items():

@@ -59,22 +59,44 @@ def _drop_dest(args: list[str], dest: str) -> list[str]:
 
 
 MAX_LORAS_DEFAULT_CAP = 8  # adapters one engine batch mixes unless max_loras says: each costs memory
+VLLM_DEFAULT_LORA_RANK = 16  # vLLM's --max-lora-rank default
+
+
+def _default_rank(plan: LaunchPlan) -> int:
+    """The rank reserved unless set: what the shipped adapters need, and with a store of adapters
+    (ranks unknown before they are asked for) at least vLLM's default."""
+    shipped = lora.rank_for(plan.adapters) if plan.adapters else 0
+    return max(shipped, VLLM_DEFAULT_LORA_RANK if plan.adapter_store else 0)
 
 
 def lora_flags(plan: LaunchPlan, explicit: Mapping[str, object]) -> list[str]:
-    """LoRA on, each adapter of the model folder under its name, rank and count from what was found;
-    runtime parameters (max_lora_rank, max_loras) and engine_config.json flags win."""
-    if not plan.adapters:
+    """LoRA on, each adapter of the model folder under its name, rank and count from what was found
+    (and the store, when adapters come from lora_adapters_uri); runtime parameters (max_lora_rank,
+    max_loras) and engine_config.json flags win."""
+    if not plan.adapters and not plan.adapter_store:
         return []
     set_elsewhere = set(explicit) | {name for name in plan.param_flags}
     flags = [] if "enable_lora" in set_elsewhere else ["--enable-lora"]
-    if "lora_modules" not in set_elsewhere:
+    if "lora_modules" not in set_elsewhere and plan.adapters:
         flags += ["--lora-modules", *(f"{a.name}={a.path}" for a in plan.adapters)]
     if "max_lora_rank" not in set_elsewhere:
-        flags += ["--max-lora-rank", str(lora.rank_for(plan.adapters))]
+        flags += ["--max-lora-rank", str(_default_rank(plan))]
     if "max_loras" not in set_elsewhere:
-        flags += ["--max-loras", str(min(len(plan.adapters), MAX_LORAS_DEFAULT_CAP))]
+        count = MAX_LORAS_DEFAULT_CAP if plan.adapter_store else min(len(plan.adapters), MAX_LORAS_DEFAULT_CAP)
+        flags += ["--max-loras", str(count)]
     return flags
+
+
+def served_lora_rank(plan: LaunchPlan, explicit: Mapping[str, object]) -> int | None:
+    """The largest LoRA rank vLLM will take (engine_config.json's, the parameter's, else ours);
+    None with LoRA off."""
+    if not (plan.adapters or plan.adapter_store or explicit.get("enable_lora")):
+        return None
+    if explicit.get("max_lora_rank") is not None:
+        return int(explicit["max_lora_rank"])  # type: ignore[arg-type]
+    if "max_lora_rank" in plan.param_flags:
+        return int(plan.param_flags["max_lora_rank"][1])
+    return _default_rank(plan) or VLLM_DEFAULT_LORA_RANK
 
 
 def engine_flags(engine_args: list[str]) -> dict[str, Any]:
@@ -99,10 +121,12 @@ def check_flags(engine_args: list[str], param_flags: dict[str, list[str]], batch
 
 
 def _layout(planned: parallel.ParallelPlan, explicit: Mapping[str, Any], plan: LaunchPlan) -> Layout:
-    """What vLLM runs: the planned sizes, the API servers as set or planned, the rows in flight."""
+    """What vLLM runs: the planned sizes, the API servers as set or planned, the rows in flight,
+    the LoRA rank it takes."""
     servers = explicit.get("api_server_count") or planned.api_servers or 1
     rows = rows_in_flight(plan.batch, planned.data, plan.parallel.gpus.count)
-    return Layout(planned.tensor, planned.pipeline, planned.data, int(servers), rows, planned.reason)
+    rank = served_lora_rank(plan, explicit)
+    return Layout(planned.tensor, planned.pipeline, planned.data, int(servers), rows, planned.reason, rank)
 
 
 def build(plan: LaunchPlan) -> VllmCommand:
@@ -204,7 +228,8 @@ def describe(
         f"served model names: {', '.join(command.served_names)}",
         f"parallelism: {command.layout.reason}",
         "LoRA adapters: "
-        + (", ".join(f"{a.name} (rank {a.rank}, {a.path})" for a in plan.adapters) or f"none in {lora.ADAPTERS_DIR}/"),
+        + (", ".join(f"{a.name} (rank {a.rank}, {a.path})" for a in plan.adapters) or f"none in {lora.ADAPTERS_DIR}/")
+        + ("; more from lora_adapters_uri, loaded when a request names them" if plan.adapter_store else ""),
         f"vLLM command: {shlex.join(command.bound_to(port))}",
         f"vLLM environment additions: {shown}",
         f"batch prediction defaults: {sampling}",

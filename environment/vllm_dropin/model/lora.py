@@ -26,6 +26,14 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<part>[AB])(?:\.\w+)?\.weight$")
 
 
+class AdapterProblem(ConfigError):
+    """Why an adapter cannot be served: `where` names it, `reason` says why without naming it."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Adapter:
     name: str
@@ -35,24 +43,34 @@ class Adapter:
     base_model: str | None
 
 
-def _config(folder: Path) -> dict:
-    where = f"LoRA adapter {folder.name} ({folder})"
+def _config(folder: Path, where: str) -> dict:
     path = folder / "adapter_config.json"
     if not path.is_file():
-        raise ConfigError(f"{where}: no adapter_config.json (a PEFT LoRA adapter folder has it and its weights)")
+        raise AdapterProblem(where, "no adapter_config.json (a PEFT LoRA adapter folder has it and its weights)")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{where}: adapter_config.json is not valid JSON ({exc})") from None
+        raise AdapterProblem(where, f"adapter_config.json is not valid JSON ({exc})") from None
     if not isinstance(config, dict) or str(config.get("peft_type", "LORA")).upper() != "LORA":
-        raise ConfigError(
-            f"{where}: adapter_config.json is not a LoRA adapter's (peft_type {config.get('peft_type')!r})"
-        )
+        kind = config.get("peft_type") if isinstance(config, dict) else None
+        raise AdapterProblem(where, f"adapter_config.json is not a LoRA adapter's (peft_type {kind!r})")
     if not isinstance(config.get("r"), int) or config["r"] < 1:
-        raise ConfigError(f"{where}: adapter_config.json has no rank 'r' (a whole number >= 1)")
+        raise AdapterProblem(where, "adapter_config.json has no rank 'r' (a whole number >= 1)")
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
-        raise ConfigError(f"{where}: no weights ({' or '.join(WEIGHT_FILES)})")
+        raise AdapterProblem(where, f"no weights ({' or '.join(WEIGHT_FILES)})")
     return config
+
+
+def read(folder: Path, name: str, where: str, max_rank: int = VLLM_RANKS[-1]) -> Adapter:
+    """The adapter in `folder`, served as `name`; AdapterProblem (named by `where`) for a malformed
+    one or a rank above `max_rank`."""
+    config = _config(folder, where)
+    if config["r"] > max_rank:
+        largest = "vLLM's largest" if max_rank == VLLM_RANKS[-1] else "this deployment's max_lora_rank"
+        raise AdapterProblem(where, f"rank {config['r']} is above {largest} ({max_rank})")
+    modules = config.get("target_modules") or ()
+    modules = modules if isinstance(modules, str) else tuple(modules)
+    return Adapter(name, str(folder), config["r"], modules, config.get("base_model_name_or_path"))
 
 
 def discover(code_dir: Path) -> list[Adapter]:
@@ -64,14 +82,7 @@ def discover(code_dir: Path) -> list[Adapter]:
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not NAME.fullmatch(folder.name):
             raise ConfigError(f"LoRA adapter folder {folder}: name it with letters, digits, '.', '_' and '-' only")
-        config = _config(folder)
-        if config["r"] > VLLM_RANKS[-1]:
-            raise ConfigError(
-                f"LoRA adapter {folder.name}: rank {config['r']} is above vLLM's largest ({VLLM_RANKS[-1]})"
-            )
-        modules = config.get("target_modules") or ()
-        modules = modules if isinstance(modules, str) else tuple(modules)
-        found.append(Adapter(folder.name, str(folder), config["r"], modules, config.get("base_model_name_or_path")))
+        found.append(read(folder, folder.name, f"LoRA adapter {folder.name} ({folder})"))
     return found
 
 
@@ -93,8 +104,8 @@ def check(adapters: list[Adapter], base_tensors: Tensors | None, model_name: str
         if base and isinstance(adapter.target_modules, tuple):
             missing = [m for m in adapter.target_modules if not any(f".{m}." in f".{key}" for key in base)]
             if missing:
-                raise ConfigError(
-                    f"{where}: target modules {', '.join(missing)} are not in the base model {model_name}"
+                raise AdapterProblem(
+                    where, f"target modules {', '.join(missing)} are not in the base model {model_name}"
                 )
         weights = Path(adapter.path) / WEIGHT_FILES[0]
         for key, shape in (_shapes(weights) if base and weights.is_file() else {}).items():
@@ -105,9 +116,10 @@ def check(adapters: list[Adapter], base_tensors: Tensors | None, model_name: str
             expected = target[1] if match["part"] == "A" else target[0]
             got = shape[1] if match["part"] == "A" else shape[0]
             if got != expected:
-                raise ConfigError(
-                    f"{where}: {match['module']} has {got} {'inputs' if match['part'] == 'A' else 'outputs'} in the "
-                    f"adapter but {expected} in the base model {model_name}: it was trained for another model"
+                raise AdapterProblem(
+                    where,
+                    f"{match['module']} has {got} {'inputs' if match['part'] == 'A' else 'outputs'} in the adapter "
+                    f"but {expected} in the base model {model_name}: it was trained for another model",
                 )
         if adapter.base_model and Path(adapter.base_model).name != Path(model_name).name:
             warnings.append(

@@ -37,6 +37,7 @@ class ParallelInputs:
     utilization: float | None  # runtime parameter 'gpu_memory_utilization'
     nodes: int = 1  # Ray nodes (runtime parameter ray_nodes); `gpus` then counts the whole cluster's
     cpus: int | None = None  # CPU cores this process may run on (None: not known)
+    one_api_server: bool = False  # adapters are loaded while serving, which vLLM allows on one API server only
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,10 @@ def api_servers(planned: ParallelPlan, inputs: ParallelInputs) -> int:
 
 
 def with_api_servers(planned: ParallelPlan, inputs: ParallelInputs, explicit: Mapping[str, object]) -> ParallelPlan:
-    """The plan with `api_servers` of them unless the user sets a count (or a front-end mode)."""
+    """The plan with `api_servers` of them unless the user sets a count (or a front-end mode); one,
+    set even where vLLM would run one per replica, when adapters are loaded while serving."""
+    if inputs.one_api_server:
+        return _one_api_server(planned, explicit)
     count = api_servers(planned, inputs)
     own_front_end = any(flag in explicit and explicit[flag] is not False for flag in OWN_FRONT_END)  # rank 0 too
     if count <= 1 or "api_server_count" in explicit or own_front_end:
@@ -79,6 +83,20 @@ def with_api_servers(planned: ParallelPlan, inputs: ParallelInputs, explicit: Ma
     flags = [*planned.flags, "--api-server-count", str(count)]
     reason = f"{planned.reason}; {count} vLLM API servers"
     return ParallelPlan(planned.tensor, planned.pipeline, planned.data, flags, reason, count)
+
+
+def _one_api_server(planned: ParallelPlan, explicit: Mapping[str, object]) -> ParallelPlan:
+    count = explicit.get("api_server_count")
+    if count is not None and str(count) != "1":
+        raise ConfigError(
+            f"engine_config.json: --api-server-count {count} cannot serve lora_adapters_uri: vLLM loads adapters "
+            "while serving with one API server only; remove the flag or lora_adapters_uri"
+        )
+    if count is not None or planned.data == 1:
+        return ParallelPlan(planned.tensor, planned.pipeline, planned.data, planned.flags, planned.reason, 1)
+    flags = [*planned.flags, "--api-server-count", "1"]
+    reason = f"{planned.reason}; one vLLM API server (lora_adapters_uri)"
+    return ParallelPlan(planned.tensor, planned.pipeline, planned.data, flags, reason, 1)
 
 
 def _tensor_sizes(gpus: int, heads: int | None) -> list[int]:

@@ -16,7 +16,7 @@ from vllm_dropin.config.batch import with_schema_file
 from vllm_dropin.config.settings import PARAMETERS, Settings
 from vllm_dropin.contract import BatchSettings
 from vllm_dropin.errors import ConfigError
-from vllm_dropin.model import lora
+from vllm_dropin.model import lora, lora_store
 from vllm_dropin.model.facts import ModelFacts
 from vllm_dropin.model.footprint import Weights
 from vllm_dropin.model.lora import Adapter
@@ -46,6 +46,7 @@ class LaunchPlan:
     request_log: bool = True  # DRUM's workers log a JSON line per request
     engine_env: dict[str, str] = field(default_factory=dict)  # from parameters that feed vLLM's env
     adapters: list[Adapter] = field(default_factory=list)  # LoRA adapters found in the model folder
+    adapter_store: bool = False  # lora_adapters_uri is set: vLLM loads adapters while serving
     hub_mirror: str | None = None  # HF_ENDPOINT for vLLM's own hub downloads
     hf_token: str | None = field(default=None, repr=False, compare=False)
 
@@ -87,9 +88,10 @@ def rows_in_flight(batch: BatchSettings, data_parallel: int, gpus: int) -> int:
     return (GPU_ROWS_PER_REPLICA if gpus else CPU_ROWS_PER_REPLICA) * data_parallel
 
 
-def _check_lora_choice(settings: Settings, found: list[Adapter], engine_args: list[str]) -> None:
-    """The batch's adapter must be one vLLM will serve (unless engine_config.json lists its own)."""
-    if settings.lora_adapter is None or vllm_flags.long_flag(engine_args, "lora_modules") is not None:
+def _check_lora_choice(settings: Settings, found: list[Adapter], engine_args: list[str], store: bool) -> None:
+    """The batch's adapter must be one vLLM will serve (unless engine_config.json lists its own, or
+    it may come from lora_adapters_uri)."""
+    if settings.lora_adapter is None or store or vllm_flags.long_flag(engine_args, "lora_modules") is not None:
         return
     names = [a.name for a in found]
     if settings.lora_adapter not in names:
@@ -102,12 +104,15 @@ def build(config: Config, facts: ModelFacts, gpus: GpuInventory = NO_GPU, cpus: 
 
     `cpus`: the cores the deployment may use (None: not known)."""
     settings = config.settings
-    _check_lora_choice(settings, facts.adapters, config.engine_args)
+    store = lora_store.store_uri(settings) is not None
+    _check_lora_choice(settings, facts.adapters, config.engine_args, store)
     return LaunchPlan(
         model=facts.source,
         engine_args=list(config.engine_args),
         param_flags=config.param_flags,
-        parallel=ParallelInputs(settings.parallelism, gpus, facts.weights, settings.gpu_memory_utilization, cpus=cpus),
+        parallel=ParallelInputs(
+            settings.parallelism, gpus, facts.weights, settings.gpu_memory_utilization, cpus=cpus, one_api_server=store
+        ),
         batch=with_schema_file(config.batch, settings, facts.schema_text),
         cache_dir=config.cache_dir,
         startup_timeout=settings.startup_timeout_seconds,
@@ -119,6 +124,7 @@ def build(config: Config, facts: ModelFacts, gpus: GpuInventory = NO_GPU, cpus: 
             if p.env_var and getattr(settings, p.name) is not None
         },
         adapters=facts.adapters,
+        adapter_store=store,
         hub_mirror=settings.hub_mirror_url,
         hf_token=settings.hf_token,
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 from vllm_dropin.errors import ArtifactError
 
 
-def unpack(archive: Path, dest: Path, shown_uri: str) -> Path:
+def unpack(archive: Path, dest: Path, where: str) -> Path:
     """Unpack into `dest`; returns the model's folder: the single top-level folder if there is one."""
     dest.mkdir(parents=True)
     try:
@@ -20,10 +20,10 @@ def unpack(archive: Path, dest: Path, shown_uri: str) -> Path:
             with tarfile.open(archive) as tar:
                 tar.extractall(dest, filter="data")  # refuses links and paths that leave dest
         else:
-            raise ArtifactError(f"artifact_uri {shown_uri}: not a tar or zip archive")
+            raise ArtifactError(f"{where}: not a tar or zip archive")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise ArtifactError(f"artifact_uri {shown_uri}: not a valid archive ({type(exc).__name__})") from None
+        raise ArtifactError(f"{where}: not a valid archive ({type(exc).__name__})") from None
     entries = list(dest.iterdir())
     if not entries:
-        raise ArtifactError(f"artifact_uri {shown_uri}: the archive holds no files")
+        raise ArtifactError(f"{where}: the archive holds no files")
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest

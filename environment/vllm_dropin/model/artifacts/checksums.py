@@ -13,7 +13,7 @@ MANIFEST = "SHA256SUMS"  # `sha256sum` output: "<64 hex>  <path>" (or " *<path>"
 _LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
 
 
-def parse_manifest(text: str, shown_uri: str) -> dict[str, str]:
+def parse_manifest(text: str, where: str) -> dict[str, str]:
     """path -> sha256 hex; a line that is not `sha256sum` output is named by its number."""
     sums = {}
     for number, line in enumerate(text.splitlines(), 1):
@@ -21,7 +21,7 @@ def parse_manifest(text: str, shown_uri: str) -> dict[str, str]:
             continue
         match = _LINE.fullmatch(line.rstrip("\r"))
         if match is None:
-            raise ArtifactError(f"artifact_uri {shown_uri}: {MANIFEST} line {number} is not '<sha256>  <path>'")
+            raise ArtifactError(f"{where}: {MANIFEST} line {number} is not '<sha256>  <path>'")
         sums[match.group(2).removeprefix("./")] = match.group(1).lower()
     return sums
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vllm_dropin.config.settings import Settings
-from vllm_dropin.errors import ArtifactError, ConfigError
+from vllm_dropin.errors import ArtifactError, ArtifactMissing, ConfigError
 from vllm_dropin.events import EventReporter
 from vllm_dropin.model.artifacts import checksums, credentials
 from vllm_dropin.model.artifacts.archives import unpack
@@ -79,12 +79,12 @@ def _listing(uri: ArtifactUri, store: Store | _LocalArchive) -> list[RemoteFile]
     except ArtifactError:
         raise
     except FileNotFoundError:
-        raise ArtifactError(f"artifact_uri {uri.shown}: no such file or folder") from None
+        raise ArtifactMissing(f"{uri.label}: no such file or folder") from None
     except Exception as exc:
         why = (store.explain(exc) if not isinstance(store, _LocalArchive) else None) or type(exc).__name__
-        raise ArtifactError(f"artifact_uri {uri.shown}: {why}") from exc
+        raise ArtifactError(f"{uri.label}: {why}") from exc
     if not listing:
-        raise ArtifactError(f"artifact_uri {uri.shown}: holds no files (wrong bucket, container or prefix?)")
+        raise ArtifactMissing(f"{uri.label}: holds no files (wrong bucket, container or prefix?)")
     return listing
 
 
@@ -99,13 +99,13 @@ def _manifest(store: Store, uri: ArtifactUri, listing: list[RemoteFile], folder:
         store.fetch(entry, path, lambda _n: None)
         text = path.read_text()
     except Exception as exc:
-        raise ArtifactError(f"artifact_uri {uri.shown}: {store.explain(exc) or type(exc).__name__}") from exc
+        raise ArtifactError(f"{uri.label}: {store.explain(exc) or type(exc).__name__}") from exc
     finally:
         path.unlink(missing_ok=True)
-    sums = checksums.parse_manifest(text, uri.shown)
+    sums = checksums.parse_manifest(text, uri.label)
     missing = sorted(set(sums) - {f.path for f in listing})
     if missing:
-        raise ArtifactError(f"artifact_uri {uri.shown}: {checksums.MANIFEST} names {missing[0]}, which the store lacks")
+        raise ArtifactError(f"{uri.label}: {checksums.MANIFEST} names {missing[0]}, which the store lacks")
     return sums
 
 
@@ -122,7 +122,7 @@ def _fill(store: Store, uri: ArtifactUri, listing: list[RemoteFile], folder: Pat
     progress = Progress(uri.shown, total, reporter)
     progress.start()
     try:
-        Transfer(store, uri.shown, folder, record, progress, manifest, stopping).run(todo, listing)
+        Transfer(store, uri.label, folder, record, progress, manifest, stopping).run(todo, listing)
     finally:
         progress.stop()
     log.info("fetched %s: %s", uri.shown, progress.line())
@@ -134,10 +134,17 @@ def fetch(settings: Settings, cache_dir: Path, reporter: EventReporter | None = 
     uri = uri_of(settings)
     if uri is None:
         raise ConfigError("runtime parameter 'artifact_uri' is not set")
+    return fetch_uri(uri, settings, cache_dir, reporter, stopping)
+
+
+def fetch_uri(uri: ArtifactUri, settings: Settings, cache_dir: Path, reporter: EventReporter | None = None,
+              stopping: Callable[[], bool] = lambda: False) -> Path:  # fmt: skip
+    """`fetch` of any URI, with artifact_uri's credential and endpoint; ArtifactMissing where the
+    store holds nothing there."""
     dest = place(uri, cache_dir)
     if uri.kind == "folder":
         if not dest.is_dir():
-            raise ArtifactError(f"artifact_uri {uri.shown}: no such folder")
+            raise ArtifactMissing(f"{uri.label}: no such folder")
         return dest
     store = _store(uri, settings)
     root = dest.parent
@@ -185,7 +192,7 @@ def _from_archive(
         archive = root / DOWNLOAD / listing[0].path
     staging = root / STAGING
     shutil.rmtree(staging, ignore_errors=True)
-    model = unpack(archive, staging, uri.shown)
+    model = unpack(archive, staging, uri.label)
     shutil.rmtree(dest, ignore_errors=True)
     os.rename(model, dest)
     shutil.rmtree(staging, ignore_errors=True)

@@ -13,6 +13,7 @@ from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNot
 from huggingface_hub.hf_api import RepoFile
 
 from vllm_dropin.config.settings import Settings
+from vllm_dropin.errors import ArtifactMissing
 from vllm_dropin.model.artifacts import credentials
 from vllm_dropin.model.artifacts.http import explain_http, stream_to
 from vllm_dropin.model.artifacts.stores import OnBytes, RemoteFile
@@ -32,10 +33,14 @@ class HubStore:
 
     def list(self) -> list[RemoteFile]:
         found = []
-        for entry in self.api.list_repo_tree(self.uri.bucket, recursive=True, revision=self.uri.revision):
-            if isinstance(entry, RepoFile):
-                sha256 = entry.lfs["sha256"] if entry.lfs else None
-                found.append(RemoteFile(entry.path, entry.size, entry.blob_id, ("sha256", sha256) if sha256 else None))
+        try:
+            for entry in self.api.list_repo_tree(self.uri.bucket, recursive=True, revision=self.uri.revision):
+                if isinstance(entry, RepoFile):
+                    sha256 = entry.lfs["sha256"] if entry.lfs else None
+                    checksum = ("sha256", sha256) if sha256 else None
+                    found.append(RemoteFile(entry.path, entry.size, entry.blob_id, checksum))
+        except RepositoryNotFoundError as exc:
+            raise ArtifactMissing(f"{self.uri.label}: {self.explain(exc)}") from None
         return found
 
     def fetch(self, file: RemoteFile, dest: Path, on_bytes: OnBytes) -> None:

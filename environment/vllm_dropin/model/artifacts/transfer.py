@@ -85,10 +85,10 @@ def prune(folder: Path, listing: list[RemoteFile]) -> None:
 class Transfer:
     """One fetch of `listing` from `store` into `folder`; `run()` raises ArtifactError on any failure."""
 
-    def __init__(self, store: Store, shown_uri: str, folder: Path, record: CacheRecord, progress: Progress,
+    def __init__(self, store: Store, where: str, folder: Path, record: CacheRecord, progress: Progress,
                  manifest: dict[str, str], stopping: Callable[[], bool]) -> None:  # fmt: skip
         self.store = store
-        self.shown_uri = shown_uri
+        self.where = where  # the URI as errors name it
         self.folder = folder
         self.record = record
         self.progress = progress
@@ -107,12 +107,12 @@ class Transfer:
         self.store.fetch(file, part, self._on_bytes)
         size = part.stat().st_size
         if file.size >= 0 and size != file.size:
-            raise ArtifactError(f"artifact_uri {self.shown_uri}: {file.path} arrived with {size} of {file.size} bytes")
+            raise ArtifactError(f"{self.where}: {file.path} arrived with {size} of {file.size} bytes")
         wanted = checksums.expected(file, self.manifest)
         if wanted is not None and checksums.digest(part, wanted[0]) != wanted[1].lower():
             part.unlink()
             raise ArtifactError(
-                f"artifact_uri {self.shown_uri}: {file.path} does not match its {wanted[0]} "
+                f"{self.where}: {file.path} does not match its {wanted[0]} "
                 f"({'in ' + checksums.MANIFEST if file.path in self.manifest else 'from the store'}): "
                 "corrupt in the store or changed during the download"
             )
@@ -125,7 +125,7 @@ class Transfer:
         if isinstance(exc, ArtifactError):
             return exc
         why = self.store.explain(exc) or f"{type(exc).__name__} while downloading"
-        return ArtifactError(f"artifact_uri {self.shown_uri}: {why}")
+        return ArtifactError(f"{self.where}: {why}")
 
     def run(self, todo: list[RemoteFile], listing: list[RemoteFile]) -> None:
         """Fetch `todo` (largest first), FILES_AT_ONCE at a time; stop all at the first failure."""
@@ -142,5 +142,5 @@ class Transfer:
         shutil.rmtree(self.folder / PARTS, ignore_errors=True)  # nothing half-written stays
         if failed is not None:
             if isinstance(failed, Cancelled) and self._stopping():
-                raise ArtifactError(f"artifact_uri {self.shown_uri}: download stopped on request")
+                raise ArtifactError(f"{self.where}: download stopped on request")
             raise self._explain(failed) from failed
