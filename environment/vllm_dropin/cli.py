@@ -12,7 +12,7 @@ from vllm_dropin.config import Config, runtime_params
 from vllm_dropin.errors import ConfigError, DropinError, ExitCode, report_failure
 from vllm_dropin.launch import ray_cluster, startup_timings, vllm_server
 from vllm_dropin.launch.supervisor import serve
-from vllm_dropin.model import preflight, source
+from vllm_dropin.model import lora_store, preflight, source
 from vllm_dropin.model.artifacts import fetch as artifacts
 from vllm_dropin.model.facts import ModelFacts
 from vllm_dropin.model.source import ModelSource
@@ -95,9 +95,13 @@ def check(code_dir: Path) -> ExitCode:
     """What `serve` would launch, through the same pipeline with its side effects described, not done."""
     print(f"code dir: {code_dir}")
     checking = Checking()
-    plan = pipeline.run(code_dir, runtime_params.read(), os.environ, checking)
+    settings = runtime_params.read()
+    plan = pipeline.run(code_dir, settings, os.environ, checking)
     assert plan is not None  # check never stops early
     print("\n".join(vllm_server.check(plan)))
+    store = lora_store.store_uri(settings)
+    if store is not None:
+        print(f"LoRA adapters store: {lora_store.describe(store, settings, plan.cache_dir)}")
     print("\n".join(f"cold or warm: {line}" for line in startup_timings.cold_or_warm(plan)))
     print("OK: ready to launch" + "".join(f" {condition}" for condition in checking.pending))
     return ExitCode.OK

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import openai
 import pytest
@@ -15,6 +16,8 @@ from safetensors.torch import load_file, save_file
 
 from tests import store_servers
 from tests.helpers import CPU_ENGINE_ARGS, make_lora, make_model_folder, serving
+from vllm_dropin.config import runtime_params
+from vllm_dropin.model import lora_store
 
 pytestmark = pytest.mark.integration
 PROMPTS = ["Tell me about rivers.", "Name a colour."]
@@ -69,7 +72,7 @@ def lora_env(tmp_path_factory, tiny_model):
     }
     try:
         with serving(folder, root, params) as env:
-            env.s3 = client
+            env.s3, env.params = client, params
             yield env
     finally:
         store.kill()
@@ -210,3 +213,15 @@ def test_vllms_routes_that_load_adapters_from_a_path_are_not_served(lora_env):
     for prefix in ("", "/directAccess"):
         reply = requests.post(f"{lora_env.url}{prefix}/v1/load_lora_adapter", json=body, timeout=30)
         assert reply.status_code == 404 and "lora_adapters_uri" in reply.json()["error"]["message"]
+
+
+def test_check_lists_the_stores_adapters_and_which_are_cached(lora_env):
+    chat(lora_env, "tone-copy", PROMPTS[0])
+    settings = runtime_params.parse(lora_env.params)
+    said = lora_store.describe(lora_store.store_uri(settings), settings, Path(lora_env.params["cache_dir"]))
+    listed = said.split("(", 1)[1].split(")", 1)[0].split(", ")
+    assert said.startswith(f"lora_adapters_uri s3://adapters/team: {len(listed)} adapters (")
+    stored = ["bad-config", "burst", "fresh", "lru-b", "lru-c", "mix", "tone-copy", "too-big", "wrong-base"]
+    assert set(stored) <= set(listed) <= {*stored, "lru-a"}  # a test here deletes lru-a from the store
+    cached = int(said.split("), ")[1].split(" of them in cache_dir")[0])
+    assert 1 <= cached <= len(listed)

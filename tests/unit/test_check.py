@@ -43,3 +43,20 @@ def test_check_on_a_served_folder_reads_it_and_plans(tmp_path, tiny_model):
     assert any(line.startswith("model folder: ") and "safetensors headers" in line for line in lines)
     assert any(line.startswith("parallelism: no GPU visible") for line in lines)
     assert lines[-1] == "OK: ready to launch"
+
+
+def test_check_lists_the_adapters_a_store_holds_and_what_is_cached(tmp_path, tiny_model):
+    folder = make_model_folder(tmp_path, CPU_ENGINE_ARGS)
+    store = tmp_path / "adapters"
+    for name in ("support-v1", "support-v2"):
+        (store / name).mkdir(parents=True)
+    (store / "not a name").mkdir()
+    params = {"model": str(tiny_model), "cache_dir": str(tmp_path / "cache"), "lora_adapters_uri": str(store)}
+    done = check(folder, params)
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = (
+        f"LoRA adapters store: lora_adapters_uri {store}: 2 adapters (support-v1, support-v2), read in place; "
+        "each is loaded when a request names it"
+    )
+    assert said in done.stdout.splitlines()
+    assert "more from lora_adapters_uri, loaded when a request names them" in done.stdout

@@ -53,3 +53,23 @@ def checked(folder: Path, name: str, base: Tensors | None, model_name: str, max_
     """The adapter and its warnings; AdapterProblem if it cannot load on this model and deployment."""
     adapter = lora.read(folder, name, f"LoRA adapter {name}", max_rank)
     return adapter, lora.check([adapter], base, model_name)
+
+
+def describe(uri: ArtifactUri, settings: Settings, cache_dir: Path, shown: int = 20) -> str:
+    """For `check`: the adapters the store holds now and how many are in the cache (lists; fetches
+    nothing). A hub organisation is not listed: its repositories are looked up by name."""
+    if uri.kind == "hf":
+        return f"{uri.label}: the repositories {uri.bucket}/<name>, each fetched when a request names it"
+    if uri.kind == "folder":
+        root = Path(uri.text)
+        names = sorted(p.name for p in root.iterdir() if p.is_dir() and is_name(p.name)) if root.is_dir() else []
+        where = "read in place"
+    else:
+        paths = (f.path for f in artifacts.listed(uri, settings))
+        names = sorted({path.split("/", 1)[0] for path in paths if "/" in path and is_name(path.split("/", 1)[0])})
+        cached = sum(artifacts.in_cache(artifacts.place(child(uri, name), cache_dir)) for name in names)
+        where = f"{cached} of them in cache_dir"
+    listing = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+    return (
+        f"{uri.label}: {len(names)} adapters ({listing or 'none yet'}), {where}; each is loaded when a request names it"
+    )

@@ -201,6 +201,11 @@ def _from_archive(
         record.files.clear()
 
 
+def listed(uri: ArtifactUri, settings: Settings) -> list[RemoteFile]:
+    """Every file the store holds under a remote URI; ArtifactError naming the URI and why."""
+    return _listing(uri, _store(uri, settings))
+
+
 def describe(settings: Settings, cache_dir: Path) -> str:
     """For `check`: what the URI holds and how much of it the cache already has (lists; fetches nothing)."""
     uri = uri_of(settings)
