@@ -91,7 +91,7 @@ def timings_line(environment: RunningEnvironment, timeout_s: float = 30) -> str:
 def vllm_endpoint_of(environment: RunningEnvironment) -> Endpoint:
     """The vLLM server inside our environment, for a direct client on the same server.
 
-    Its per-launch key is read from the vLLM process's environment, which only the same user on
+    Its deployment key is read from the vLLM process's environment, which only the same user on
     the same host can do: a benchmark's privilege, not an interface."""
     for proc in psutil.Process(environment.proc.pid).children(recursive=True):
         try:

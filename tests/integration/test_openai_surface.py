@@ -143,7 +143,7 @@ def test_drums_routing_errors_are_json_too(main_env):
 
 
 def test_the_callers_credentials_stay_with_the_deployment(main_env):
-    """vLLM gets its per-launch key whatever the caller sends (a wrong key straight to vLLM is 401)."""
+    """vLLM gets its deployment key whatever the caller sends (a wrong key straight to vLLM is 401)."""
     body = {"model": MODEL, "prompt": "x", "max_tokens": 2}
     for root in (main_env.url, main_env.url + PASSTHROUGH):
         response = requests.post(

@@ -5,7 +5,7 @@ valid JSON on every row), per-row tokens and finish reason.
 A deployment with a response schema (a file in its model folder), a template and row details
 serves the JSON case end to end; the other cases are our DRUM adapter (started as the entrypoint
 starts it) with their own batch settings in front of that deployment's vLLM (reached with its
-per-launch key: a test's privilege, as in the benchmarks).
+deployment key: a test's privilege, as in the benchmarks).
 """
 
 from __future__ import annotations

@@ -73,3 +73,14 @@ def test_check_says_which_phases_will_be_cold(tmp_path, tiny_model):
     assert cold_or_warm(compiled)[0].startswith("compile: 1 compiled model(s) in ")
     hub = plan_of(runtime_params.parse({**params, "model": "org/some-model"}), ["--enforce-eager"], tmp_path)
     assert cold_or_warm(hub)[0].startswith("weights: downloaded from the hub (cold) under ")
+
+
+def test_vllms_key_is_the_same_at_every_start_of_a_cache_dir_and_only_its_owners(tmp_path):
+    from vllm_dropin.launch.vllm_server import KEY_FILE, launch_key
+
+    (tmp_path / "a").mkdir()
+    first = launch_key(tmp_path / "a")
+    assert first == launch_key(tmp_path / "a") and len(first) >= 40
+    assert (tmp_path / "a" / KEY_FILE).stat().st_mode & 0o777 == 0o600
+    (tmp_path / "b").mkdir()
+    assert launch_key(tmp_path / "b") != first  # random per cache_dir

@@ -15,12 +15,12 @@ from typing import Any
 from vllm_dropin.config.settings import PARAMETERS, Settings
 from vllm_dropin.errors import ConfigError
 
-# Flags the environment owns: it binds vLLM to loopback on a free port with a per-launch key.
+# Flags the environment owns: it binds vLLM to loopback on a free port with a deployment key.
 MANAGED_DESTS = {
     "host": "vLLM listens on 127.0.0.1 only; DRUM is the public endpoint",
     "port": "the environment picks a free port for vLLM",
     "uds": "the environment talks to vLLM over TCP on loopback",
-    "api_key": "the environment sets a random per-launch key",
+    "api_key": "the environment sets a random deployment key",
 }
 
 _UNSET = object()

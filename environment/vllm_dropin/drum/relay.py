@@ -6,7 +6,7 @@ Every path is forwarded, not a list of vLLM's routes: what this vLLM serves for 
 version's routes, its runner's tasks, plugins') is what the deployment serves, and vLLM's own
 answer says what it does not. DRUM's routes stay DRUM's (chat with its monitoring,
 /predictions/, /v1/models, /info/, /health/, /ping). The caller's credentials stay here: vLLM
-gets its per-launch key. Nothing of a request is logged.
+gets its deployment key. Nothing of a request is logged.
 """
 
 from __future__ import annotations

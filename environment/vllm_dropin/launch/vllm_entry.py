@@ -53,7 +53,7 @@ def planned(plan: LaunchPlan, port: int | str) -> tuple[vllm_command.VllmCommand
     batch sampling settings that vLLM would reject on every row."""
     command = vllm_command.build(plan)
     vllm_command.check_batch_sampling(plan.batch)
-    added = process_env.vllm_env_additions(plan, os.environ, "<per-launch key>")
+    added = process_env.vllm_env_additions(plan, os.environ, "<deployment key>")
     return command, vllm_command.describe(plan, command, added, port)
 
 

@@ -22,6 +22,7 @@ from vllm_dropin.planning.plan import LaunchPlan
 # and DRUM in a venv of its own, so neither closure can break the other.
 VLLM_PYTHON_VAR = "DROPIN_VLLM_PYTHON"
 CHECK_TIMEOUT_S = 600
+KEY_FILE = "vllm-api-key"  # in cache_dir: vLLM's key for DRUM's workers
 CHILD_NAMES = {"vllm": "vLLM", "drum": "DRUM", "ray": "the Ray head", "ray-nodes": "the Ray node watch"}
 
 
@@ -71,7 +72,7 @@ def check(plan: LaunchPlan) -> list[str]:
     Only the plan's lines are returned: whatever vLLM's imports print (Triton, platform
     detection) stays out of `check`'s output."""
     prepare_cache(plan.cache_dir)  # vLLM writes under it as soon as it is imported
-    return _run_check(*_entry(plan, "<per-launch key>", ["--check"]))
+    return _run_check(*_entry(plan, "<deployment key>", ["--check"]))
 
 
 def _run_check(argv: list[str], env: dict[str, str]) -> list[str]:
@@ -96,13 +97,32 @@ def _config_error(code: int, output: list[str]) -> ConfigError | None:
     return None
 
 
+def launch_key(cache_dir: Path) -> str:
+    """The key DRUM's workers give vLLM: random, kept in cache_dir (owner-only), the same at every
+    start, because vLLM 0.25 hashes VLLM_API_KEY into its torch.compile cache key (a new key would
+    make every restart compile again)."""
+    path = cache_dir / KEY_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip() or _new_key(path)
+    except FileNotFoundError:
+        return _new_key(path)
+
+
+def _new_key(path: Path) -> str:
+    key = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(key)
+    return key
+
+
 def start(
     plan: LaunchPlan, layout_file: Path, on_line: Callable[[str], None] | None = None
 ) -> tuple[Child, VllmEndpoint]:
     """Launch the vLLM process; it checks its arguments first (a config error exits with code 2),
     then writes the layout it decided to `layout_file`. `on_line` sees each line of its output."""
     port = free_port()
-    api_key = secrets.token_urlsafe(32)
+    api_key = launch_key(plan.cache_dir)
     argv, env = _entry(plan, api_key, ["--port", str(port)])
     env[vllm_entry.LAYOUT_VAR] = str(layout_file)
     child = Child("vllm", argv, env, secrets=[api_key, env.get("HF_TOKEN", "")], on_line=on_line)
