@@ -226,6 +226,7 @@ class Bench:
             if difference:
                 self.results.setdefault("differences", {})[f"{result.name}, {result.size} rows"] = difference
         self.results["batch"].append({**result.summary(), "launch": self.launch})
+        self.say(json.dumps(self.results["batch"][-1]))  # what a run cut short by a time limit still tells
 
     def chat(self, env, direct: servers.Endpoint) -> None:
         through_drum = servers.Endpoint(f"{env.url}/v1", "unused")
@@ -239,9 +240,9 @@ class Bench:
                 )
                 for name, endpoint in ((f"chat {kind}, direct", direct), (f"chat {kind}, through DRUM", through_drum))
             ]
-            self.results["chat"] += [
-                {**r.summary(), "launch": self.launch} for r in median_runs(runs, self.args.repeats)
-            ]
+            done = [{**r.summary(), "launch": self.launch} for r in median_runs(runs, self.args.repeats)]
+            self.results["chat"] += done
+            self.say(json.dumps(done))
 
     # --- the platform's stock path --------------------------------------------------------------
     def stock(self) -> None:
