@@ -212,9 +212,9 @@ def routed(prompts: Sequence[Any], data: pd.DataFrame, upstream: Upstream) -> Se
     column = upstream.batch.lora_adapter_column
     if column is None:
         return prompts
-    cells = data[column]
-    refused = {}
-    for name in cells[cells.map(lambda cell: isinstance(cell, str))].unique():
+    cells, refused = data[column], {}
+    named = cells[cells.map(lambda cell: isinstance(cell, str))].unique() if upstream.names.loads else ()
+    for name in named:
         refusal = upstream.names.ready(name)
         if refusal is not None:
             refused[name] = refusal.reason

@@ -51,11 +51,16 @@ class ModelNames:
     def __contains__(self, name: object) -> bool:
         return name in self._known
 
+    @property
+    def loads(self) -> bool:
+        """Whether names vLLM does not serve may be adapters of a store (lora_adapters_uri)."""
+        return self._service is not None
+
     def ready(self, name: object) -> Refusal | None:
         """None when a request naming `name` may go to vLLM: it is served (now), or no adapter of
         that name exists, which vLLM's own 404 then says. A Refusal for an adapter of the store that
         cannot be served (its check failed, the store failed)."""
-        if self._service is None or not isinstance(name, str) or not name or name in self._known:
+        if not self.loads or not isinstance(name, str) or not name or name in self._known:
             return None
         status, body = self._ask(name)
         if status == 200:

@@ -79,7 +79,7 @@ def relay(upstream: Upstream, path: str) -> flask.Response:
             404, f"{route} is not served: adapters of lora_adapters_uri load when a request names them"
         )
     sent, shown = request.get_data(), True
-    if request.method == "POST":
+    if request.method == "POST" and upstream.names.loads:
         refusal = upstream.names.ready(usage.model_in(sent))
         if refusal is not None:
             return error_response(refusal.status, refusal.message)
