@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +30,7 @@ from vllm_dropin.model import facts as model_facts
 from vllm_dropin.model import hook as model_hook
 from vllm_dropin.model import source
 from vllm_dropin.model.artifacts import fetch as artifacts
+from vllm_dropin.model.artifacts import streaming
 from vllm_dropin.model.facts import ModelFacts
 from vllm_dropin.model.source import ModelSource
 from vllm_dropin.planning import gpus, plan
@@ -63,8 +65,10 @@ class Effects(Protocol):
 def source_of(config: Config) -> ModelSource:
     """The model to serve as the model folder is now (after load_model); ConfigError if none."""
     uri = artifacts.uri_of(config.settings)
-    artifact = (artifacts.place(uri, config.cache_dir), uri.shown) if uri else None
-    return source.resolve(config.engine_model, config.code_dir, config.settings.model, artifact)
+    streamed = uri is not None and streaming.streams(config.settings, uri)
+    artifact = (artifacts.place(uri, config.cache_dir, streamed), uri.shown) if uri else None
+    model = source.resolve(config.engine_model, config.code_dir, config.settings.model, artifact)
+    return replace(model, weights=uri.text) if streamed and model.artifact is not None else model
 
 
 def _source(config: Config, hook: Hook | None, effects: Effects) -> ModelSource:

@@ -87,6 +87,13 @@ class Settings:
         help="URL of an internal Hugging Face hub mirror, for hf:// artifact URIs and hub ids in 'model' "
         "(vLLM downloads through it). Unset: huggingface.co.",
     )
+    stream_weights: bool = declare(
+        False,
+        feeds="artifact",
+        help="With an s3:// artifact_uri: vLLM streams the weights (safetensors) straight from the store into "
+        "memory (the Run:ai model streamer) instead of the environment fetching them into cache_dir first; "
+        "the other files are fetched as before. Every start reads the weights from the store again.",
+    )
     max_model_len: int | None = declare(
         feeds="vllm_flag",
         vllm_flag="--max-model-len",

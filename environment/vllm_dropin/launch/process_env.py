@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from vllm_dropin.contract import UPSTREAM_KEEPALIVE_S
+from vllm_dropin.model.artifacts import streaming
 from vllm_dropin.planning.plan import LaunchPlan
 
-SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY", "APIKEY", "CREDENTIAL", "PRIVATE_KEY")
+SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY", "APIKEY", "ACCESS_KEY", "CREDENTIAL", "PRIVATE_KEY")
 SECRET_PREFIXES = ("MLOPS_RUNTIME_PARAM_", "DATAROBOT_")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding vllm_dropin/
 
@@ -45,6 +46,12 @@ def vllm_env_additions(plan: LaunchPlan, base: Mapping[str, str], api_key: str) 
     env = {**plan.engine_env, **cache_env(plan.cache_dir)}
     env.update(VLLM_API_KEY=api_key, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
     env["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"] = str(UPSTREAM_KEEPALIVE_S)
+    if plan.model.weights:  # vLLM streams them from the store: its endpoint and keys, else the default chain
+        env.update(
+            plan.store_env
+            if "AWS_ACCESS_KEY_ID" in plan.store_env
+            else {**streaming.default_chain(base), **plan.store_env}
+        )
     if plan.adapter_store:  # adapters from lora_adapters_uri, loaded by the supervisor as requests name them
         env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "1"
     if plan.model.local:

@@ -8,6 +8,7 @@ added.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shlex
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from vllm_dropin.contract import DEFAULT_SERVED_ALIAS, REQUESTS_FOR_A_BATCH_IN_F
 from vllm_dropin.errors import ConfigError
 from vllm_dropin.launch.process_env import is_secret_name
 from vllm_dropin.model import lora
+from vllm_dropin.model.artifacts import streaming
 from vllm_dropin.planning import parallel
 from vllm_dropin.planning.plan import LaunchPlan, rows_in_flight
 
@@ -145,12 +147,28 @@ def build(plan: LaunchPlan) -> VllmCommand:
     flags += lora_flags(plan, explicit)
     if plan.batch.response_schema is not None and "structured_outputs_config" not in explicit:
         flags += ["--structured-outputs-config", json.dumps(STRUCTURED_OUTPUTS_FOR_SCHEMA)]
+    flags += streamer_flags(plan, explicit)
     names = list(explicit.get("served_model_name") or [plan.model.name])
     if DEFAULT_SERVED_ALIAS not in names:
         names.append(DEFAULT_SERVED_ALIAS)
     args = [*flags, *_drop_dest(rest, "served_model_name"), "--served-model-name", *names]
-    vllm_flags.parse([plan.model.ref, *args], "vLLM arguments from runtime parameters and engine_config.json")
-    return VllmCommand(["vllm", "serve", plan.model.ref, *args], names, overridden, _layout(planned, explicit, plan))
+    model = plan.model.weights or plan.model.ref
+    vllm_flags.parse([model, *args], "vLLM arguments from runtime parameters and engine_config.json")
+    return VllmCommand(["vllm", "serve", model, *args], names, overridden, _layout(planned, explicit, plan))
+
+
+def streamer_flags(plan: LaunchPlan, explicit: Mapping[str, object]) -> list[str]:
+    """With stream_weights: vLLM's model is the store's URI, its weights read by the Run:ai streamer,
+    its tokenizer the fetched folder's; ConfigError where vLLM's Python lacks the streamer."""
+    if plan.model.weights is None:
+        return []
+    if importlib.util.find_spec("runai_model_streamer") is None:
+        raise ConfigError(
+            f"runtime parameter '{streaming.PARAM}': vLLM's Python has no runai-model-streamer; install "
+            "'runai-model-streamer[s3]' beside vLLM, or unset stream_weights"
+        )
+    flags = [] if "load_format" in explicit else ["--load-format", streaming.LOAD_FORMAT]
+    return flags + ([] if "tokenizer" in explicit else ["--tokenizer", plan.model.ref])
 
 
 def check_batch_sampling(batch: BatchSettings) -> None:

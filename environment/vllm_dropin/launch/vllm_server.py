@@ -125,7 +125,8 @@ def start(
     api_key = launch_key(plan.cache_dir)
     argv, env = _entry(plan, api_key, ["--port", str(port)])
     env[vllm_entry.LAYOUT_VAR] = str(layout_file)
-    child = Child("vllm", argv, env, secrets=[api_key, env.get("HF_TOKEN", "")], on_line=on_line)
+    masked = [api_key, *(env.get(name, "") for name in ("HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"))]
+    child = Child("vllm", argv, env, secrets=masked, on_line=on_line)
     return child, VllmEndpoint(f"http://127.0.0.1:{port}/v1", api_key)
 
 

@@ -17,6 +17,7 @@ class ModelSource:
     origin: str  # where the choice came from, for logs and `check`
     name: str  # the served model name unless engine_config.json sets --served-model-name
     artifact: str | None = None  # artifact_uri (as shown): fetched (or found whole in the cache) into `ref`
+    weights: str | None = None  # the store vLLM streams the weights from (stream_weights); `ref` has the rest
 
 
 def _non_empty_dir(path: Path) -> bool:

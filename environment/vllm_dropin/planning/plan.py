@@ -17,6 +17,7 @@ from vllm_dropin.config.settings import PARAMETERS, Settings
 from vllm_dropin.contract import BatchSettings
 from vllm_dropin.errors import ConfigError
 from vllm_dropin.model import lora, lora_store
+from vllm_dropin.model.artifacts import streaming
 from vllm_dropin.model.facts import ModelFacts
 from vllm_dropin.model.footprint import Weights
 from vllm_dropin.model.lora import Adapter
@@ -49,10 +50,11 @@ class LaunchPlan:
     adapter_store: bool = False  # lora_adapters_uri is set: vLLM loads adapters while serving
     hub_mirror: str | None = None  # HF_ENDPOINT for vLLM's own hub downloads
     hf_token: str | None = field(default=None, repr=False, compare=False)
+    store_env: dict[str, str] = field(default_factory=dict, repr=False, compare=False)  # the streamer's (keys)
 
     def to_json(self) -> str:
         data = asdict(self)
-        del data["hf_token"]
+        del data["hf_token"], data["store_env"]
         data["cache_dir"] = str(self.cache_dir)
         return json.dumps(data)
 
@@ -127,4 +129,5 @@ def build(config: Config, facts: ModelFacts, gpus: GpuInventory = NO_GPU, cpus: 
         adapter_store=store,
         hub_mirror=settings.hub_mirror_url,
         hf_token=settings.hf_token,
+        store_env=streaming.vllm_env(settings) if facts.source.weights else {},
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 from vllm_dropin.config.settings import Settings
 from vllm_dropin.errors import ArtifactError, ArtifactMissing, ConfigError
 from vllm_dropin.events import EventReporter
-from vllm_dropin.model.artifacts import checksums, credentials
+from vllm_dropin.model.artifacts import checksums, credentials, streaming
 from vllm_dropin.model.artifacts.archives import unpack
 from vllm_dropin.model.artifacts.progress import Progress
 from vllm_dropin.model.artifacts.stores import RemoteFile, Store, open_store
@@ -42,11 +42,12 @@ def in_cache(folder: Path) -> bool:
     return folder.is_dir()
 
 
-def place(uri: ArtifactUri, cache_dir: Path) -> Path:
-    """Where the model will be: the folder itself, or its place in the cache. Pure."""
+def place(uri: ArtifactUri, cache_dir: Path, without_weights: bool = False) -> Path:
+    """Where the model will be: the folder itself, or its place in the cache (its files but the
+    weights apart from the whole model's, so neither prunes the other's). Pure."""
     if uri.kind == "folder":
         return Path(uri.text)
-    return cache_dir / "artifacts" / uri.key / uri.name
+    return cache_dir / "artifacts" / (f"{uri.key}-no-weights" if without_weights else uri.key) / uri.name
 
 
 class _LocalArchive:
@@ -86,6 +87,16 @@ def _listing(uri: ArtifactUri, store: Store | _LocalArchive) -> list[RemoteFile]
     if not listing:
         raise ArtifactMissing(f"{uri.label}: holds no files (wrong bucket, container or prefix?)")
     return listing
+
+
+def _without_weights(uri: ArtifactUri, listing: list[RemoteFile]) -> list[RemoteFile]:
+    """The files the environment fetches when vLLM streams the weights, which must be safetensors."""
+    if not any(f.path.endswith(".safetensors") for f in listing):
+        raise ConfigError(
+            f"runtime parameter '{streaming.PARAM}': {uri.label} holds no .safetensors files, the only "
+            "weights the streamer reads; unset stream_weights to fetch the model instead"
+        )
+    return [f for f in listing if not streaming.is_weights(f.path)]
 
 
 def _manifest(store: Store, uri: ArtifactUri, listing: list[RemoteFile], folder: Path) -> dict[str, str]:
@@ -130,18 +141,19 @@ def _fill(store: Store, uri: ArtifactUri, listing: list[RemoteFile], folder: Pat
 
 def fetch(settings: Settings, cache_dir: Path, reporter: EventReporter | None = None,
           stopping: Callable[[], bool] = lambda: False) -> Path:  # fmt: skip
-    """The model's folder, fetched (or found whole in the cache); ArtifactError naming the URI and why."""
+    """The model's folder, fetched (or found whole in the cache), without its weights when vLLM
+    streams them (stream_weights); ArtifactError naming the URI and why."""
     uri = uri_of(settings)
     if uri is None:
         raise ConfigError("runtime parameter 'artifact_uri' is not set")
-    return fetch_uri(uri, settings, cache_dir, reporter, stopping)
+    return fetch_uri(uri, settings, cache_dir, reporter, stopping, streaming.streams(settings, uri))
 
 
 def fetch_uri(uri: ArtifactUri, settings: Settings, cache_dir: Path, reporter: EventReporter | None = None,
-              stopping: Callable[[], bool] = lambda: False) -> Path:  # fmt: skip
+              stopping: Callable[[], bool] = lambda: False, without_weights: bool = False) -> Path:  # fmt: skip
     """`fetch` of any URI, with artifact_uri's credential and endpoint; ArtifactMissing where the
     store holds nothing there."""
-    dest = place(uri, cache_dir)
+    dest = place(uri, cache_dir, without_weights)
     if uri.kind == "folder":
         if not dest.is_dir():
             raise ArtifactMissing(f"{uri.label}: no such folder")
@@ -154,6 +166,8 @@ def fetch_uri(uri: ArtifactUri, settings: Settings, cache_dir: Path, reporter: E
         raise ConfigError(f"runtime parameter 'cache_dir': cannot create {root} ({exc.strerror})") from None
     record = CacheRecord.load(root / STATE)
     listing = _listing(uri, store)
+    if without_weights:
+        listing = _without_weights(uri, listing)
     if record.holds(listing, dest):
         log.info("%s is whole in the cache (%s): nothing to fetch", uri.shown, dest)
         return dest
@@ -210,11 +224,15 @@ def describe(settings: Settings, cache_dir: Path) -> str:
     """For `check`: what the URI holds and how much of it the cache already has (lists; fetches nothing)."""
     uri = uri_of(settings)
     assert uri is not None
-    dest = place(uri, cache_dir)
+    streamed = streaming.streams(settings, uri)
+    dest = place(uri, cache_dir, streamed)
     if uri.kind == "folder":
         return f"artifact_uri: {uri.shown}, a folder served in place ({'present' if dest.is_dir() else 'MISSING'})"
     listing = _listing(uri, _store(uri, settings))
+    weights = f"; vLLM streams the weights ({_size(listing) / 1e9:.2f} GB) from the store" if streamed else ""
+    listing = _without_weights(uri, listing) if streamed else listing
     cached = (
         "whole in the cache" if CacheRecord.load(dest.parent / STATE).holds(listing, dest) else "fetched before launch"
     )
-    return f"artifact_uri: {uri.shown}: {len(listing)} files, {_size(listing) / 1e9:.2f} GB, {cached} into {dest}"
+    files = f"{len(listing)} files, {_size(listing) / 1e9:.2f} GB"
+    return f"artifact_uri: {uri.shown}: {files}, {cached} into {dest}{weights}"
