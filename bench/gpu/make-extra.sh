@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Wheels our environment needs on the CUDA host beyond vLLM's wheelhouse: the pins of
 # environment/requirements-drum.lock for CPython 3.12, minus what the host image already has and
-# what the vLLM wheelhouse brings; and bench's profiler (py-spy, for bench.scenarios.deployments --profile-*).
+# what the vLLM wheelhouse brings; bench's profiler (py-spy, for bench.scenarios.deployments --profile-*);
+# the Run:ai model streamer (stream_weights) and moto's S3 server (a store on the host for the benchmarks).
 # (bench/gpu/check_tarball.sh wants the whole lock instead: a venv.)
 #   bench/gpu/make-extra.sh OUTDIR HOST_PACKAGES_FILE VLLM_DEPS_FILE
 # HOST_PACKAGES_FILE: the image's package names, comma- or line-separated (the device library's
@@ -9,12 +10,15 @@
 set -euo pipefail
 out=${1:?usage: make-extra.sh OUTDIR HOST_PACKAGES_FILE VLLM_DEPS_FILE}; host=${2:?}; vdeps=${3:?}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-plat=(--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_31_x86_64
+plat=(--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_31_x86_64 --platform manylinux_2_30_x86_64
       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_5_x86_64
       --platform manylinux1_x86_64 --platform any)
 lock="$(cd "$(dirname "$0")/../.." && pwd)/environment/requirements-drum.lock"
 grep -v -e '^#' -e '^filechunkio==' "$lock" > "$work/req.txt"
 grep '^py-spy==' "$(dirname "$lock")/../bench/requirements.lock" >> "$work/req.txt"
+grep -e '^runai-model-streamer' -e '^humanize==' "$(dirname "$lock")/requirements-vllm-cpu.lock" >> "$work/req.txt"
+grep -e '^moto==' -e '^xmltodict==' -e '^responses==' -e '^flask-cors==' -e '^py-partiql-parser==' \
+  "$(dirname "$lock")/../tests/requirements.lock" >> "$work/req.txt"
 # filechunkio (needed by datarobot-storage) is published as an sdist only: build its pure wheel.
 python3 -m pip wheel -q --no-deps "$(grep '^filechunkio==' "$lock")" -w "$work/w"
 python3 -m pip download -q --no-deps --only-binary=:all: "${plat[@]}" -r "$work/req.txt" -d "$work/w"
