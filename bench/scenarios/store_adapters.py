@@ -21,22 +21,20 @@ import importlib.util
 import json
 import re
 import statistics
-import sys
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import openai
 
-from bench import servers, workload
+from bench import servers, stores, workload
 from bench.adapters import make_adapter
 from bench.drivers.predictions import post_batch
-from demo.running import RunningEnvironment, Service, free_port, runtime_param_env
+from demo.running import RunningEnvironment, runtime_param_env
 
 LOADED = re.compile(
     r"LoRA adapter loaded: (\S+) \(rank \d+\) from .*: fetched and checked in ([\d.]+) s, in vLLM after ([\d.]+) s"
 )
-OPEN_KEYS = {"credentialType": "s3", "awsAccessKeyId": "bench", "awsSecretAccessKey": "bench-secret"}
 
 
 @contextmanager
@@ -46,30 +44,10 @@ def adapter_store(folder: Path, work: Path):
     if importlib.util.find_spec("moto") is None:
         yield {"lora_adapters_uri": str(folder)}
         return
-    import boto3
-
-    port = free_port()
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    service = Service(argv, {}, work / "moto.log", name="moto")
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="bench", aws_secret_access_key="bench-secret")  # fmt: skip
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                s3.create_bucket(Bucket="adapters")
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            s3.upload_file(str(path), "adapters", f"team/{path.relative_to(folder).as_posix()}")
+    with stores.moto_s3(work, "adapters") as (endpoint, client):
+        stores.upload(client, folder, "adapters", "team")
         yield {"lora_adapters_uri": "s3://adapters/team", "artifact_endpoint_url": endpoint,
-               "artifact_credential": OPEN_KEYS}  # fmt: skip
-    finally:
-        service.stop(sweep=True)
+               "artifact_credential": stores.KEYS}  # fmt: skip
 
 
 def timed_chat(client: openai.OpenAI, model: str, prompt: str, max_tokens: int) -> float:
