@@ -201,3 +201,18 @@ def test_a_gpu_engine_gets_a_second_api_server_where_the_host_has_the_cores(
     if api:
         assert command.layout.reason.endswith(f"; {api} vLLM API servers")
     assert command.layout.api_servers == int(api or given or 1)
+
+
+@pytest.mark.parametrize(("count", "tensor", "data", "fits"), [(8, 4, 2, True), (4, 4, 1, True), (2, 2, 1, False)])
+def test_a_70b_shaped_model_is_split_over_the_fewest_gpus_that_hold_it(tmp_path, count, tensor, data, fits):
+    """Llama-3-70B's shape (70.55B parameters, bf16: 141 GB): half of vLLM's share of an H100 holds
+    35.8 GiB, so each replica takes 4 GPUs; over 2 it is planned anyway, and the plan says it may not fit."""
+    config = {"hidden_size": 8192, "num_hidden_layers": 80, "vocab_size": 128256, "num_attention_heads": 64,
+              "num_key_value_heads": 8, "intermediate_size": 28672, "torch_dtype": "bfloat16"}  # fmt: skip
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text(json.dumps(config))
+    settings = runtime_params.parse({"model": str(tmp_path / "model")})
+    layout = vllm_command.build(plan_of(settings, [], tmp_path, GpuInventory(count, H100), cpus=64)).layout
+    assert (layout.tensor, layout.data, layout.api_servers) == (tensor, data, max(data, 2))
+    assert layout.reason.startswith("70.55B params, bfloat16 = 141.1 GB of weights (estimated from config.json)")
+    assert ("does not fit even over" in layout.reason) is not fits
