@@ -20,7 +20,7 @@ from vllm_dropin.events import EventReporter
 from vllm_dropin.launch import vllm_command
 from vllm_dropin.launch.adapter_loader import MISSING_TTL_S, AdapterLoader
 from vllm_dropin.launch.adapter_service import AdapterService
-from vllm_dropin.model import lora_store
+from vllm_dropin.model import footprint, lora_store
 from vllm_dropin.model.artifacts.uri import child, parse
 from vllm_dropin.model.source import ModelSource
 from vllm_dropin.planning.gpus import GpuInventory
@@ -141,7 +141,8 @@ def loader_for(store, url, tiny_model, tmp_path, clock=None) -> AdapterLoader:
     model = ModelSource(str(tiny_model), True, "test", "tiny")
     extra = {"clock": clock} if clock else {}
     vllm = VllmEndpoint(f"{url}/v1", "launch-key")
-    return AdapterLoader(lora_store.store_uri(settings), settings, tmp_path / "cache", model, vllm, lambda: 16,
+    base = footprint.read_tensors(tiny_model)
+    return AdapterLoader(lora_store.store_uri(settings), settings, tmp_path / "cache", model, base, vllm, lambda: 16,
                          EventReporter({}), **extra)  # fmt: skip
 
 

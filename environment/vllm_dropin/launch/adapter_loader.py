@@ -24,7 +24,7 @@ from vllm_dropin.config.settings import Settings
 from vllm_dropin.contract import VllmEndpoint
 from vllm_dropin.errors import ArtifactError, ArtifactMissing, ConfigError
 from vllm_dropin.events import EventReporter
-from vllm_dropin.model import footprint, lora_store
+from vllm_dropin.model import lora_store
 from vllm_dropin.model.artifacts.uri import ArtifactUri
 from vllm_dropin.model.footprint import Tensors
 from vllm_dropin.model.lora import AdapterProblem
@@ -57,18 +57,18 @@ class AdapterLoader:
         settings: Settings,
         cache_dir: Path,
         model: ModelSource,
+        base: Tensors | None,
         vllm: VllmEndpoint,
         max_rank: Callable[[], int],
         reporter: EventReporter,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.uri, self.settings, self.cache_dir, self.model = uri, settings, cache_dir, model
+        self.uri, self.settings, self.cache_dir, self.model, self.base = uri, settings, cache_dir, model, base
         self.vllm, self.max_rank, self.reporter, self.clock = vllm, max_rank, reporter, clock
         self._loaded: set[str] = set()
         self._missing: dict[str, float] = {}  # name -> until when it counts as missing
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        self._base: Tensors | bool | None = False  # False: not read yet
 
     def ensure(self, name: str) -> Outcome:
         """The adapter `name` loaded into vLLM, or why not."""
@@ -91,7 +91,7 @@ class AdapterLoader:
         try:
             folder = lora_store.fetch(self.uri, name, self.settings, self.cache_dir)
             fetched = self.clock() - began
-            adapter, warnings = lora_store.checked(folder, name, self._base_tensors(), self.model.name, self.max_rank())
+            adapter, warnings = lora_store.checked(folder, name, self.base, self.model.name, self.max_rank())
         except ArtifactMissing:
             return Outcome(404)  # nothing is logged of a name the store lacks: any client may send any name
         except AdapterProblem as exc:
@@ -112,13 +112,6 @@ class AdapterLoader:
         )
         self.reporter.report("LoRA adapter loaded", line)
         return LOADED
-
-    def _base_tensors(self) -> Tensors | None:
-        """The base model's tensors (its safetensors headers), read the first time an adapter is checked."""
-        if self._base is False:
-            folder = Path(self.model.ref)
-            self._base = footprint.read_tensors(folder) if self.model.local and folder.is_dir() else None
-        return self._base  # type: ignore[return-value]
 
     def _into_vllm(self, name: str, folder: Path) -> str | None:
         """vLLM's /v1/load_lora_adapter on the folder; None once loaded, else vLLM's reason."""

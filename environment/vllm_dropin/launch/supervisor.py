@@ -71,6 +71,7 @@ class Serving:
         self.reporter = reporter
         self.stop = stop
         self.timings = timings
+        self.facts: ModelFacts | None = None  # the model as the pipeline read it (adapters are checked against it)
 
     def check_flags(self, config: Config) -> None:
         vllm_server.check_flags(config)
@@ -102,6 +103,7 @@ class Serving:
         return True
 
     def preflight(self, facts: ModelFacts, config: Config) -> None:
+        self.facts = facts
         preflight.check(facts, config.settings, config.engine_args, os.environ)
         self.say("preflight", "passed")
 
@@ -145,7 +147,8 @@ def _run(
     reporter.set_verify_ssl(settings.verifySSL)
     drum_server.check_address(address)  # before a long load_model or download, not after
     timings = StartupTimings()
-    plan = pipeline.run(code_dir, settings, os.environ, Serving(reporter, stop, timings))
+    serving = Serving(reporter, stop, timings)
+    plan = pipeline.run(code_dir, settings, os.environ, serving)
     if plan is None:
         return ExitCode.OK
     vllm_server.prepare_cache(plan.cache_dir)
@@ -159,7 +162,8 @@ def _run(
     timings.vllm_launched()
     children.append(vllm)
     if plan.adapter_store:
-        services.append(_adapter_service(plan, settings, endpoint, layout_file, reporter))
+        assert serving.facts is not None  # a plan comes after the pre-flight
+        services.append(_adapter_service(plan, settings, serving.facts, endpoint, layout_file, reporter))
     reporter.report("vLLM launching", f"serving {plan.model.ref}")
     children.append(drum_server.start(plan, endpoint, address, layout_file))
     waited = vllm_server.wait_healthy(vllm, endpoint, plan.startup_timeout, stop.is_set, children)
@@ -177,15 +181,20 @@ def _run(
 
 
 def _adapter_service(
-    plan: LaunchPlan, settings: Settings, endpoint: VllmEndpoint, layout_file: Path, reporter: events.EventReporter
+    plan: LaunchPlan,
+    settings: Settings,
+    facts: ModelFacts,
+    endpoint: VllmEndpoint,
+    layout_file: Path,
+    reporter: events.EventReporter,
 ) -> AdapterService:
-    """The loader of lora_adapters_uri's adapters, answering DRUM's workers before they start; the
-    rank vLLM takes is read from the layout once an adapter is asked for (vLLM is healthy by then)."""
+    """The loader of lora_adapters_uri's adapters (checked against the model's tensors as the pipeline
+    read them), answering DRUM's workers before they start; the rank vLLM takes is read from the
+    layout once an adapter is asked for (vLLM is healthy by then)."""
     uri = lora_store.store_uri(settings)
     assert uri is not None
-    loader = AdapterLoader(
-        uri, settings, plan.cache_dir, plan.model, endpoint, lambda: _lora_rank(layout_file), reporter
-    )
+    rank = lambda: _lora_rank(layout_file)  # noqa: E731
+    loader = AdapterLoader(uri, settings, plan.cache_dir, plan.model, facts.tensors, endpoint, rank, reporter)
     return AdapterService(loader, drum_server.adapter_socket(layout_file))
 
 

@@ -89,18 +89,6 @@ def lora_flags(plan: LaunchPlan, explicit: Mapping[str, object]) -> list[str]:
     return flags
 
 
-def served_lora_rank(plan: LaunchPlan, explicit: Mapping[str, object]) -> int | None:
-    """The largest LoRA rank vLLM will take (engine_config.json's, the parameter's, else ours);
-    None with LoRA off."""
-    if not (plan.adapters or plan.adapter_store or explicit.get("enable_lora")):
-        return None
-    if explicit.get("max_lora_rank") is not None:
-        return int(explicit["max_lora_rank"])  # type: ignore[arg-type]
-    if "max_lora_rank" in plan.param_flags:
-        return int(plan.param_flags["max_lora_rank"][1])
-    return _default_rank(plan) or VLLM_DEFAULT_LORA_RANK
-
-
 def engine_flags(engine_args: list[str]) -> dict[str, Any]:
     """engine_config.json's flags as vLLM's parser reads them; ConfigError naming the flag."""
     explicit = vllm_flags.parse(engine_args, "engine_config.json")
@@ -122,12 +110,14 @@ def check_flags(engine_args: list[str], param_flags: dict[str, list[str]], batch
     check_batch_sampling(batch)
 
 
-def _layout(planned: parallel.ParallelPlan, explicit: Mapping[str, Any], plan: LaunchPlan) -> Layout:
+def _layout(
+    planned: parallel.ParallelPlan, explicit: Mapping[str, Any], plan: LaunchPlan, served: Mapping[str, Any]
+) -> Layout:
     """What vLLM runs: the planned sizes, the API servers as set or planned, the rows in flight,
-    the LoRA rank it takes."""
+    and the largest LoRA rank it takes, as its whole argv (`served`, parsed) sets them."""
     servers = explicit.get("api_server_count") or planned.api_servers or 1
     rows = rows_in_flight(plan.batch, planned.data, plan.parallel.gpus.count)
-    rank = served_lora_rank(plan, explicit)
+    rank = int(served.get("max_lora_rank") or VLLM_DEFAULT_LORA_RANK) if served.get("enable_lora") else None
     return Layout(planned.tensor, planned.pipeline, planned.data, int(servers), rows, planned.reason, rank)
 
 
@@ -153,8 +143,8 @@ def build(plan: LaunchPlan) -> VllmCommand:
         names.append(DEFAULT_SERVED_ALIAS)
     args = [*flags, *_drop_dest(rest, "served_model_name"), "--served-model-name", *names]
     model = plan.model.weights or plan.model.ref
-    vllm_flags.parse([model, *args], "vLLM arguments from runtime parameters and engine_config.json")
-    return VllmCommand(["vllm", "serve", model, *args], names, overridden, _layout(planned, explicit, plan))
+    served = vllm_flags.parse([model, *args], "vLLM arguments from runtime parameters and engine_config.json")
+    return VllmCommand(["vllm", "serve", model, *args], names, overridden, _layout(planned, explicit, plan, served))
 
 
 def streamer_flags(plan: LaunchPlan, explicit: Mapping[str, object]) -> list[str]:

@@ -65,8 +65,8 @@ def describe(uri: ArtifactUri, settings: Settings, cache_dir: Path, shown: int =
         names = sorted(p.name for p in root.iterdir() if p.is_dir() and is_name(p.name)) if root.is_dir() else []
         where = "read in place"
     else:
-        paths = (f.path for f in artifacts.listed(uri, settings))
-        names = sorted({path.split("/", 1)[0] for path in paths if "/" in path and is_name(path.split("/", 1)[0])})
+        folders = {f.path.split("/", 1)[0] for f in artifacts.listed(uri, settings) if "/" in f.path}
+        names = sorted(name for name in folders if is_name(name))
         cached = sum(artifacts.in_cache(artifacts.place(child(uri, name), cache_dir)) for name in names)
         where = f"{cached} of them in cache_dir"
     listing = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
