@@ -235,19 +235,22 @@ def rows_route(paths: frozenset[str] | None) -> str | None:
     return EMBEDDINGS_ROUTE if "/v1" + EMBEDDINGS_ROUTE in paths else None
 
 
+def _field_of(connection: JsonConnection, path: str, field: str) -> Any:
+    """`field` of the JSON object vLLM answers a GET of `path` with; None for any other answer."""
+    reply = connection.send("GET", path, None, connection.authorized({}))
+    document = json_or_none(reply.data) if reply.status == 200 else None
+    return document.get(field) if isinstance(document, dict) else None
+
+
 def served_paths(connection: JsonConnection) -> frozenset[str] | None:
     """The paths vLLM serves for its model (its OpenAPI document), or None when it publishes none."""
-    reply = connection.send("GET", "/openapi.json", None, connection.authorized({}))
-    document = json_or_none(reply.data) if reply.status == 200 else None
-    paths = document.get("paths") if isinstance(document, dict) else None
+    paths = _field_of(connection, "/openapi.json", "paths")
     return frozenset(paths) if isinstance(paths, dict) else None
 
 
 def served_names(connection: JsonConnection) -> list[str]:
     """The names vLLM serves now (its /v1/models: the model's names and its adapters)."""
-    reply = connection.send("GET", "/v1/models", None, connection.authorized({}))
-    listing = json_or_none(reply.data) if reply.status == 200 else None
-    models = listing.get("data") if isinstance(listing, dict) else None
+    models = _field_of(connection, "/v1/models", "data")
     return [m["id"] for m in models or () if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
 
