@@ -136,8 +136,11 @@ def _printable(text: str) -> bool:
     return bool(text) and text.isascii() and text.isprintable()
 
 
-def build_model(out: Path, size: str = "tiny", seed: int = 0, device: str = "cpu") -> Path:
-    """Write config, random weights (safetensors) and tokenizer into `out`; returns `out`."""
+def build_model(
+    out: Path, size: str = "tiny", seed: int = 0, device: str = "cpu", max_shard_size: str | None = None
+) -> Path:
+    """Write config, random weights (safetensors, in files of at most `max_shard_size` when given)
+    and tokenizer into `out`; returns `out`."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -163,7 +166,8 @@ def build_model(out: Path, size: str = "tiny", seed: int = 0, device: str = "cpu
     with torch.no_grad():
         model.lm_head.weight[muted] = 0.0
     dtype = torch.float32 if size == "tiny" else torch.bfloat16
-    model.to(dtype).save_pretrained(out, safe_serialization=True)
+    shards = {"max_shard_size": max_shard_size} if max_shard_size else {}
+    model.to(dtype).save_pretrained(out, safe_serialization=True, **shards)
     (out / "generation_config.json").write_text(
         json.dumps(
             {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
@@ -177,8 +181,9 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="folder to write the model into")
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
     parser.add_argument("--device", default="cpu", help="torch device to initialise weights on")
+    parser.add_argument("--max-shard-size", help="largest safetensors file, e.g. 64MB")
     args = parser.parse_args()
-    print(build_model(args.out, args.size, device=args.device))
+    print(build_model(args.out, args.size, device=args.device, max_shard_size=args.max_shard_size))
 
 
 if __name__ == "__main__":

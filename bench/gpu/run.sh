@@ -2,8 +2,8 @@
 # The benchmark on a CUDA host with Python 3.12 and torch 2.11.0+cu130 but no internet.
 # Installs vLLM 0.25.0 (the wheelhouse that ../shared/gpu/make-wheelhouse.sh makes, parts
 # gathered in STASH) and DRUM's closure minus what the host has (EXTRA: a folder of wheels),
-# builds the ~1B random-weight model (SIZE=8b: the 8B-shaped one) with the project's offline
-# tokenizer, and runs
+# builds the ~1B random-weight model (SIZE=8b: the 8B-shaped one; SHARD=64MB: in safetensors files
+# of at most that size) with the project's offline tokenizer, and runs
 # `python -m bench`: our entrypoint exactly as the image starts it (start_server.sh, runtime
 # parameters as MLOPS_RUNTIME_PARAM_*, an engine_config.json), tensor parallel resolved from
 # the visible GPUs. BENCH=bench.scenarios.deployments runs the deployment benchmark instead.
@@ -22,7 +22,8 @@ export PATH="/tmp/site-extra/bin:/tmp/site-vllm/bin:$PATH"
 # Measured needs of this host (../shared/gpu/README.md), and NVLink multicast off everywhere.
 export VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-model=/tmp/model-${SIZE:-1b}  # SIZE=8b: Llama-3-8B's shape
-[ -f "$model/config.json" ] || python3 -m demo.tiny_model "$model" --size "${SIZE:-1b}" --device cuda
+model=/tmp/model-${SIZE:-1b}${SHARD:+-$SHARD}  # SIZE=8b: Llama-3-8B's shape
+[ -f "$model/config.json" ] || python3 -m demo.tiny_model "$model" --size "${SIZE:-1b}" --device cuda \
+  ${SHARD:+--max-shard-size "$SHARD"}
 cd "$repo"
 python3 -m "${BENCH:-bench}" --model "$model" --out "$out" "$@"
