@@ -8,6 +8,7 @@ model meant for ranged reads is stored in shards no larger than one range (bench
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -29,7 +30,8 @@ def moto_s3(work: Path, bucket: str) -> Iterator[tuple[str, object]]:
     port = free_port()
     argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     # Objects up to KEPT_BYTES stay in moto's memory instead of its temporary files on disk.
-    service = Service(argv, {"MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": str(KEPT_BYTES)}, work / "moto.log", name="moto")
+    env = {**os.environ, "MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": str(KEPT_BYTES)}  # PYTHONPATH finds moto
+    service = Service(argv, env, work / "moto.log", name="moto")
     endpoint = f"http://127.0.0.1:{port}"
     try:
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
