@@ -26,4 +26,5 @@ model=/tmp/model-${SIZE:-1b}${SHARD:+-$SHARD}  # SIZE=8b: Llama-3-8B's shape
 [ -f "$model/config.json" ] || python3 -m demo.tiny_model "$model" --size "${SIZE:-1b}" --device cuda \
   ${SHARD:+--max-shard-size "$SHARD"}
 cd "$repo"
-python3 -m "${BENCH:-bench}" --model "$model" --out "$out" "$@"
+# exec: `timeout`'s TERM reaches the benchmark, which stops its servers (bench/run.py).
+exec python3 -m bench.run "${BENCH:-bench}" --model "$model" --out "$out" "$@"
