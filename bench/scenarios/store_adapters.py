@@ -44,7 +44,7 @@ def adapter_store(folder: Path, work: Path):
     if importlib.util.find_spec("moto") is None:
         yield {"lora_adapters_uri": str(folder)}
         return
-    with stores.moto_s3(work, "adapters") as (endpoint, client):
+    with stores.s3_server(work, "adapters") as (endpoint, client):
         stores.upload(client, folder, "adapters", "team")
         yield {"lora_adapters_uri": "s3://adapters/team", "artifact_endpoint_url": endpoint,
                "artifact_credential": stores.KEYS}  # fmt: skip
