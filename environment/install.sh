@@ -60,4 +60,19 @@ if [ -n "${VLLM_VERSION:-}" ]; then
     esac
   fi
 fi
+
+# When vLLM runs in another Python (the CUDA image: the base image's), write the bytecode of that
+# Python's packages now: the image's user cannot write it beside root's packages at run time, and
+# without it every vLLM process compiles vLLM, torch and transformers from source at every start.
+# (pip wrote ours already.) A file that does not compile is one that Python cannot import either.
+vllm_py=${DROPIN_VLLM_PYTHON:-$py}
+if [ "$(command -v "$vllm_py")" != "$(command -v "$py")" ]; then
+  "$vllm_py" - <<'PY'
+import compileall, os, site, sysconfig
+paths = {*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+for path in sorted(p for p in paths if os.path.isdir(p)):
+    whole = compileall.compile_dir(path, quiet=2, workers=0)
+    print(f"bytecode for {path}: {'written' if whole else 'written, but for files that do not compile'}")
+PY
+fi
 "$py" -c "import datarobot_drum, openai, jsonschema, yaml, requests"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 import tarfile
 
 import openai
@@ -59,7 +60,15 @@ def unpack_and_install(tmp_path, device: str):
     env = {**os.environ, "PYTHON": sys.executable}
     if device == "cpu":  # the Dockerfile's ARG; the CUDA one names the base image's vLLM, absent here
         env["VLLM_VERSION"] = build_context.dockerfile_arg((context / "Dockerfile").read_text(), "VLLM_VERSION")
-    subprocess.run(["bash", "install.sh", str(venv), "requirements.lock"], cwd=context, env=env, check=True)
+    else:  # the image's ENV: vLLM runs in the base image's Python, here this one
+        env["DROPIN_VLLM_PYTHON"] = sys.executable
+    installed = subprocess.run(
+        ["bash", "install.sh", str(venv), "requirements.lock"], cwd=context, env=env, capture_output=True, text=True
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    # The other Python's packages get their bytecode written at install (the image's user cannot).
+    compiled = f"bytecode for {sysconfig.get_paths()['purelib']}: written"
+    assert (compiled in installed.stdout) == (device == "cuda"), installed.stdout
     return context, venv
 
 

@@ -8,6 +8,9 @@ from vllm_dropin.config import runtime_params
 from vllm_dropin.launch.startup_timings import VLLM_PHASE, StartupTimings, cold_or_warm
 
 GPU_LINES = [  # vLLM 0.25 on an H100, two API servers, as relayed
+    "INFO 12-06 14:23:58 [api_utils.py:273] non-default args: {'model_tag': '/tmp/b8/model-folder/vllm'}",
+    "(EngineCore pid=970) INFO 12-06 11:21:40 [core.py:114] Initializing a V1 LLM engine (v0.25.0) with config: "
+    "model='/tmp/b8/model-folder/vllm'",
     "(EngineCore pid=970) INFO 12-06 11:21:44 [default_loader.py:430] Loading weights took 0.29 seconds",
     "(EngineCore pid=970) INFO 12-06 11:21:44 [model_runner.py:302] Model loading took 1.82 GiB and 1.735339 seconds",
     "(EngineCore pid=970) INFO 12-06 11:21:57 [monitor.py:53] torch.compile took 12.70 s in total",
@@ -36,14 +39,14 @@ def test_vllms_phases_detail_its_time_to_healthy():
     for line in GPU_LINES:
         clock.now += 10
         timings.note(line)
-    timings.took(VLLM_PHASE, 60.5)
+    timings.took(VLLM_PHASE, 80.5)
     timings.took("DRUM answering", 1.5)
-    clock.now = 167.0
+    clock.now = 187.0
     assert timings.line() == (
-        "time to ready 67.0 s: load_model 0.0 s; fetch 2.1 s (1.90 GB); checks and planning 0.9 s; "
-        "vLLM to healthy 60.5 s (weights read "
+        "time to ready 87.0 s: load_model 0.0 s; fetch 2.1 s (1.90 GB); checks and planning 0.9 s; "
+        "vLLM to healthy 80.5 s (imported at 10.0 s; engine process up at 20.0 s; weights read "
         "0.3 s; model loaded 1.7 s, 1.82 GiB; compile 12.7 s; graph capture 2.0 s; engine set up 29.5 s; API up at "
-        "60.0 s); DRUM answering 1.5 s"
+        "80.0 s); DRUM answering 1.5 s"
     )
 
 
@@ -55,10 +58,26 @@ def test_the_engine_waited_for_longest_counts_and_other_lines_are_no_phase():
         "(EngineCore_DP0 pid=1) INFO [default_loader.py:501] Loading weights took 2.00 seconds",
         "INFO: 127.0.0.1:5 - GET /health HTTP/1.1 200 OK",
         "Application startup complete.",  # before vLLM's launch was noted: not timed
+        "(EngineCore_DP0 pid=1) INFO [core.py:114] Initializing a V1 LLM engine (v0.25.0) with config: ...",
     ]:
         timings.note(line)
     assert timings.vllm == {"weights read": (4.2, "")}
-    assert timings.api_up is None
+    assert timings.api_up is None and timings.reached == {}
+
+
+def test_vllm_imported_is_its_first_api_server_and_engine_up_the_last_engine():
+    clock = Clock()
+    timings = StartupTimings(clock)
+    timings.vllm_launched()
+    for seconds, line in [
+        (12.0, "(APIServer pid=7) INFO [api_utils.py:273] non-default args: {'model_tag': 'm'}"),
+        (30.0, "(EngineCore_DP0 pid=1) INFO [core.py:114] Initializing a V1 LLM engine (v0.25.0) with config: ..."),
+        (31.5, "(EngineCore_DP1 pid=2) INFO [core.py:114] Initializing a V1 LLM engine (v0.25.0) with config: ..."),
+        (33.0, "(ApiServer_1 pid=9) INFO [api_utils.py:273] non-default args: {'model_tag': 'm'}"),
+    ]:
+        clock.now = 100.0 + seconds
+        timings.note(line)
+    assert timings.reached == {"imported": 12.0, "engine process up": 31.5}
 
 
 def test_check_says_which_phases_will_be_cold(tmp_path, tiny_model):

@@ -1,7 +1,8 @@
 """Where the time to ready goes: the supervisor's own phases (the model's hook, the fetch, vLLM from
-launch to healthy, DRUM until a worker answers) and those vLLM logs as it starts (weights read,
-model loaded, compile, graph capture, the engine set up, its API up), in one log line and one platform event
-once the deployment answers. vLLM's figures are read from its output as the supervisor relays it.
+launch to healthy, DRUM until a worker answers) and those vLLM logs as it starts (when its Python
+has imported vLLM and when its engine process is up, which tell the cost of starting processes;
+weights read, model loaded, compile, graph capture, the engine set up, its API up), in one log
+line and one platform event once the deployment answers. vLLM's figures are read from its output as the supervisor relays it.
 Before a start, `check` says which phases will be cold (`cold_or_warm`)."""
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ VLLM_PHASES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("graph capture", re.compile(r"Graph capturing finished in (?P<s>[\d.]+) secs")),
     ("engine set up", re.compile(r"init engine \(profile, create kv cache, warmup model\) took (?P<s>[\d.]+) s")),
 )
+# vLLM's lines that mark how far its start has come, timed from its launch: the first API server
+# has imported vLLM and read its flags; an engine process has imported vLLM in turn (the latest).
+MILESTONES: tuple[tuple[str, str], ...] = (
+    ("imported", "non-default args:"),
+    ("engine process up", "Initializing a V1 LLM engine"),
+)
 API_UP = "Application startup complete"  # uvicorn's, once per vLLM API server
 VLLM_PHASE = "vLLM to healthy"  # ours, which vLLM's own phases detail
 
@@ -39,6 +46,7 @@ class StartupTimings:
     ours: dict[str, tuple[float, str]] = field(default_factory=dict)  # phase -> seconds, detail
     vllm: dict[str, tuple[float, str]] = field(default_factory=dict)
     launched: float | None = None  # when vLLM's process started
+    reached: dict[str, float] = field(default_factory=dict)  # milestone -> seconds from vLLM's launch
     api_up: float | None = None  # seconds from vLLM's launch to its last API server up
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -60,6 +68,12 @@ class StartupTimings:
         if API_UP in line and self.launched is not None:
             self.api_up = self.clock() - self.launched
             return
+        for milestone, text in MILESTONES:
+            if text in line and self.launched is not None:
+                with self._lock:  # the first import; the latest engine
+                    if milestone != "imported" or milestone not in self.reached:
+                        self.reached[milestone] = self.clock() - self.launched
+                return
         for phase, pattern in VLLM_PHASES:
             found = pattern.search(line)
             if found is None:
@@ -73,9 +87,10 @@ class StartupTimings:
 
     def line(self) -> str:
         """'time to ready 82.4 s: load_model 0.0 s; fetch 2.1 s (1.90 GB); checks and planning 0.9 s;
-        vLLM to healthy 78.3 s (weights read 0.3 s; model loaded 1.7 s, 1.82 GiB; compile 12.7 s;
-        ...; API up at 77.9 s); DRUM answering 2.0 s'."""
-        inside = [
+        vLLM to healthy 78.3 s (imported at 9.1 s; engine process up at 18.0 s; weights read 0.3 s;
+        model loaded 1.7 s, 1.82 GiB; compile 12.7 s; ...; API up at 77.9 s); DRUM answering 2.0 s'."""
+        inside = [f"{milestone} at {seconds:.1f} s" for milestone, seconds in self.reached.items()]
+        inside += [
             f"{phase} {seconds:.1f} s" + (f", {detail}" if detail else "")
             for phase, (seconds, detail) in self.vllm.items()
         ]
