@@ -163,6 +163,7 @@ def run_config(name: str, config: dict, args: argparse.Namespace, round_no: int)
             "config": name,
             "round": round_no,
             "ready_s": round(ready, 1),
+            "timings": servers.timings_line(service),
             "batch_rows": args.rows,
             "chat_length_spread": args.chat_length_spread,
             "batch_answered": len(best.texts or []),
