@@ -21,7 +21,8 @@ ENV CODE_DIR=/opt/code \
     HF_HUB_DISABLE_TELEMETRY=1
 
 WORKDIR /opt/environment
-# The image's only install step: the same script and lock that CI and the tarball test run.
+# The image's only install step: the same script and lock that CI and the tarball test run. It
+# also writes the bytecode of the base image's packages, which the image's user cannot write.
 COPY install.sh requirements.lock ./
 RUN ["bash", "install.sh", "/opt/venv", "requirements.lock"]
 COPY start_server.sh ./
