@@ -20,6 +20,7 @@ from tests import store_servers
 from tests.helpers import make_model_folder
 from vllm_dropin.config import runtime_params
 from vllm_dropin.errors import ArtifactError, ConfigError
+from vllm_dropin.model.artifacts import cache_lock
 from vllm_dropin.model.artifacts import fetch as artifacts
 from vllm_dropin.model.artifacts.fetch import STAGING, STATE
 from vllm_dropin.model.artifacts.transfer import PARTS
@@ -83,6 +84,59 @@ def test_s3_model_arrives_whole_and_a_restart_fetches_nothing(s3, tiny_model, tm
     assert fetch(s3_params(s3), cache) == dest
     assert "nothing to fetch" in caplog.text
     assert {p: p.stat().st_mtime_ns for p in dest.rglob("*")} == mtimes
+
+
+REPLICA_FETCH = """
+import json, logging, sys
+from pathlib import Path
+from vllm_dropin.config import runtime_params
+from vllm_dropin.model.artifacts import fetch
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True)
+params, cache = json.loads(sys.stdin.read()), Path(sys.argv[1])
+print("DEST", fetch.fetch(runtime_params.parse({**params, "cache_dir": str(cache)}), cache), flush=True)
+"""
+
+
+def test_replicas_sharing_a_cache_dir_fetch_once_the_others_wait_and_find_it_whole(s3, tiny_model, tmp_path):
+    cache = tmp_path / "shared-cache"
+    params = s3_params(s3)
+    root = artifacts.place(artifacts.uri_of(runtime_params.parse(params)), cache).parent
+    root.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "environment")}
+    logs = [tmp_path / f"replica-{i}.log" for i in range(2)]
+    with cache_lock.held(root, "the test"):  # both replicas arrive while the cache is held
+        replicas = []
+        for log in logs:
+            with log.open("w") as out:
+                replica = subprocess.Popen([sys.executable, "-c", REPLICA_FETCH, str(cache)], stdin=subprocess.PIPE,
+                                           stdout=out, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+            replica.stdin.write(json.dumps(params))
+            replica.stdin.close()
+            replicas.append(replica)
+        deadline = time.monotonic() + 60
+        while not all("waiting for it" in log.read_text() for log in logs):
+            assert time.monotonic() < deadline and all(r.poll() is None for r in replicas), [
+                log.read_text() for log in logs
+            ]
+            time.sleep(0.1)
+    assert [replica.wait(120) for replica in replicas] == [0, 0], [log.read_text() for log in logs]
+    texts = [log.read_text() for log in logs]
+    dest = artifacts.place(artifacts.uri_of(runtime_params.parse(params)), cache)
+    assert all(f"DEST {dest}" in text for text in texts)
+    assert sorted("nothing to fetch" in text for text in texts) == [False, True], texts  # one fetched
+    assert tree(dest) == tree(tiny_model)
+
+
+def test_a_wait_for_the_cache_ends_on_a_stop_request(tmp_path):
+    folder = tmp_path / "key"
+    with (
+        cache_lock.held(folder, "the first"),
+        pytest.raises(ArtifactError, match="fetching x: stopped on request while another process held"),
+        cache_lock.held(folder, "fetching x", stopping=lambda: True),
+    ):
+        pass
+    with cache_lock.held(folder, "again"):  # released by both
+        pass
 
 
 def test_s3_a_changed_file_is_the_only_one_fetched_again_and_a_removed_one_goes(s3, tiny_model, tmp_path, caplog):

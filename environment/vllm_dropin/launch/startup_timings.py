@@ -2,8 +2,9 @@
 launch to healthy, DRUM until a worker answers) and those vLLM logs as it starts (when its Python
 has imported vLLM and when its engine process is up, which tell the cost of starting processes;
 weights read, model loaded, compile, graph capture, the engine set up, its API up), in one log
-line and one platform event once the deployment answers. vLLM's figures are read from its output as the supervisor relays it.
-Before a start, `check` says which phases will be cold (`cold_or_warm`)."""
+line and one platform event once the deployment answers. vLLM's figures are read from its output
+as the supervisor relays it. Before a start, `check` says which phases will be cold
+(`cold_or_warm`)."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from vllm_dropin.contract import VllmEndpoint
 from vllm_dropin.errors import ConfigError, DropinError, ExitCode, ServingError, StartupError
 from vllm_dropin.launch import failure, process_env, vllm_entry
 from vllm_dropin.launch.processes import SHOWN_LINES, Child
+from vllm_dropin.model.artifacts import cache_lock
 from vllm_dropin.planning.plan import LaunchPlan
 
 # The Python that has vLLM; default: ours. The CUDA image keeps vLLM in the base image's Python
@@ -100,12 +101,13 @@ def _config_error(code: int, output: list[str]) -> ConfigError | None:
 def launch_key(cache_dir: Path) -> str:
     """The key DRUM's workers give vLLM: random, kept in cache_dir (owner-only), the same at every
     start, because vLLM 0.25 hashes VLLM_API_KEY into its torch.compile cache key (a new key would
-    make every restart compile again)."""
+    make every restart compile again). Replicas sharing cache_dir share it, and so their cache."""
     path = cache_dir / KEY_FILE
-    try:
-        return path.read_text(encoding="utf-8").strip() or _new_key(path)
-    except FileNotFoundError:
-        return _new_key(path)
+    with cache_lock.held(path, "vLLM's key"):
+        try:
+            return path.read_text(encoding="utf-8").strip() or _new_key(path)
+        except FileNotFoundError:
+            return _new_key(path)
 
 
 def _new_key(path: Path) -> str:

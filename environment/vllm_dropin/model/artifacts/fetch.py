@@ -16,7 +16,7 @@ from pathlib import Path
 from vllm_dropin.config.settings import Settings
 from vllm_dropin.errors import ArtifactError, ArtifactMissing, ConfigError
 from vllm_dropin.events import EventReporter
-from vllm_dropin.model.artifacts import checksums, credentials, streaming
+from vllm_dropin.model.artifacts import cache_lock, checksums, credentials, streaming
 from vllm_dropin.model.artifacts.archives import unpack
 from vllm_dropin.model.artifacts.progress import Progress
 from vllm_dropin.model.artifacts.stores import RemoteFile, Store, open_store
@@ -164,25 +164,26 @@ def fetch_uri(uri: ArtifactUri, settings: Settings, cache_dir: Path, reporter: E
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"runtime parameter 'cache_dir': cannot create {root} ({exc.strerror})") from None
-    record = CacheRecord.load(root / STATE)
-    listing = _listing(uri, store)
-    if without_weights:
-        listing = _without_weights(uri, listing)
-    if record.holds(listing, dest):
-        log.info("%s is whole in the cache (%s): nothing to fetch", uri.shown, dest)
-        return dest
-    record.complete = None
-    if uri.kind in ("http", "archive"):
-        _from_archive(store, uri, listing, dest, record, reporter, stopping)
-    else:
-        staging = root / STAGING
-        if dest.is_dir():  # an older version: update it in place of a fresh start
-            shutil.rmtree(staging, ignore_errors=True)
-            os.rename(dest, staging)
-        _fill(store, uri, listing, staging, record, reporter, stopping)  # type: ignore[arg-type]
-        os.rename(staging, dest)
-    record.complete = signature(listing)
-    record.save()
+    with cache_lock.held(root, f"fetching {uri.shown}", stopping):
+        record = CacheRecord.load(root / STATE)
+        listing = _listing(uri, store)
+        if without_weights:
+            listing = _without_weights(uri, listing)
+        if record.holds(listing, dest):
+            log.info("%s is whole in the cache (%s): nothing to fetch", uri.shown, dest)
+            return dest
+        record.complete = None
+        if uri.kind in ("http", "archive"):
+            _from_archive(store, uri, listing, dest, record, reporter, stopping)
+        else:
+            staging = root / STAGING
+            if dest.is_dir():  # an older version: update it in place of a fresh start
+                shutil.rmtree(staging, ignore_errors=True)
+                os.rename(dest, staging)
+            _fill(store, uri, listing, staging, record, reporter, stopping)  # type: ignore[arg-type]
+            os.rename(staging, dest)
+        record.complete = signature(listing)
+        record.save()
     if reporter is not None:
         reporter.report("Model fetched", f"{uri.shown}: {_size(listing) / 1e9:.2f} GB")
     return dest
