@@ -16,6 +16,7 @@ import signal
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 from vllm_dropin import events, health, pipeline
@@ -72,14 +73,35 @@ class Serving:
         self.stop = stop
         self.timings = timings
         self.facts: ModelFacts | None = None  # the model as the pipeline read it (adapters are checked against it)
+        self._flags: Future[None] | None = None  # vLLM's parser on the flags, run beside the fetch
 
     def check_flags(self, config: Config) -> None:
-        vllm_server.check_flags(config)
+        """vLLM's parser checks the flags in the background (it imports vLLM: seconds a start) while
+        the model arrives; a bad flag stops the fetch, and a hook runs only once they passed."""
+        self._flags = Future()
+
+        def run(flags: Future[None]) -> None:
+            try:
+                vllm_server.check_flags(config)
+                flags.set_result(None)
+            except BaseException as exc:  # raised where the pipeline waits for it
+                flags.set_exception(exc)
+
+        threading.Thread(target=run, args=(self._flags,), name="check-flags", daemon=True).start()
+
+    def _flags_checked(self) -> None:
+        """Wait for the flag check; its error, if any."""
+        if self._flags is not None:
+            self._flags.result()
+
+    def _flags_failed(self) -> bool:
+        return self._flags is not None and self._flags.done() and self._flags.exception() is not None
 
     def run_hook(self, hook: pipeline.Hook, config: Config) -> bool:
         self.reporter.report(
             "load_model hook started", f"running load_model from {config.code_dir / model_hook.CUSTOM_FILE}"
         )
+        self._flags_checked()  # a hook may download for long: a bad flag first
         began = time.monotonic()
         model_hook.run(hook, config.code_dir)
         self.timings.took("load_model", time.monotonic() - began)
@@ -94,12 +116,16 @@ class Serving:
         self.reporter.report("Fetching model", model.artifact or "")
         began = time.monotonic()
         try:
-            folder = artifacts.fetch(config.settings, config.cache_dir, self.reporter, self.stop.is_set)
+            folder = artifacts.fetch(
+                config.settings, config.cache_dir, self.reporter, lambda: self.stop.is_set() or self._flags_failed()
+            )
         except ArtifactError:
+            self._flags_checked()  # a bad flag is the first thing to fix (and what stopped the fetch)
             if self.stop.is_set():
                 return False
             raise
         self.timings.took("fetch", time.monotonic() - began, fetched(folder))
+        self._flags_checked()
         return True
 
     def preflight(self, facts: ModelFacts, config: Config) -> None:
