@@ -22,7 +22,8 @@ POLL_S = 0.2
 @contextlib.contextmanager
 def held(path: Path, what: str, stopping: Callable[[], bool] = lambda: False) -> Iterator[None]:
     """Hold `path`'s lock (`<path>.lock`) for the block; `what` names the work in the waiting line."""
-    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    # Written to (NFS locks need it), holding nothing: the umask decides who may, as for the model.
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o666)
     try:
         waiting = False
         while True:
