@@ -2,12 +2,13 @@
 loaded, against its weights streamed by vLLM from the store (stream_weights, the Run:ai model
 streamer): our entrypoint's time to ready, and its own account of the phases.
 
-The store is moto's server or nanio on loopback (`--server`; it is the limit of either path's
-rate: compare the two, not with another store). One untimed start of each first (vLLM's compile cache warm for both:
-the model's path differs between them); then ROUNDS rounds of both in turn, the order swapped
-each round, each with the fetched files removed from cache_dir, so every fetch is whole.
+The store is nanio or moto's server on loopback (`--server`; it is the limit of either path's
+rate: compare the two, not with another store; moto serves ranged reads badly, bench/README #47).
+One untimed start of each first (vLLM's compile cache warm for both: the model's path differs
+between them); then ROUNDS rounds of both in turn, the order swapped each round, each with the
+fetched files removed from cache_dir, so every fetch is whole.
 
-    python -m bench.scenarios.streaming --model DIR [--rounds 2] [--server nanio] [--engine-args "..."]
+    python -m bench.scenarios.streaming --model DIR [--rounds 2] [--server moto] [--engine-args "..."]
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def main() -> None:
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--engine-args", default="--max-model-len 2048")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--server", choices=sorted(stores.SERVERS), default="moto", help="the S3-compatible store")
+    p.add_argument("--server", choices=sorted(stores.SERVERS), default="nanio", help="the S3-compatible store")
     p.add_argument("--env", action="append", default=[], help="NAME=VALUE for the deployment")
     p.add_argument("--out", type=Path, default=Path(".build/bench-streaming"))
     args = p.parse_args()
