@@ -28,11 +28,12 @@ VLLM_PHASES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("graph capture", re.compile(r"Graph capturing finished in (?P<s>[\d.]+) secs")),
     ("engine set up", re.compile(r"init engine \(profile, create kv cache, warmup model\) took (?P<s>[\d.]+) s")),
 )
-# vLLM's lines that mark how far its start has come, timed from its launch: the first API server
-# has imported vLLM and read its flags; an engine process has imported vLLM in turn (the latest).
-MILESTONES: tuple[tuple[str, str], ...] = (
-    ("imported", "non-default args:"),
-    ("engine process up", "Initializing a V1 LLM engine"),
+# vLLM's lines that mark how far its start has come, timed from its launch, and whether the first
+# such line counts (else the latest): the first API server has imported vLLM and read its flags;
+# the engine processes (one per data-parallel rank) have imported vLLM in turn.
+MILESTONES: tuple[tuple[str, str, bool], ...] = (
+    ("imported", "non-default args:", True),
+    ("engine process up", "Initializing a V1 LLM engine", False),
 )
 API_UP = "Application startup complete"  # uvicorn's, once per vLLM API server
 VLLM_PHASE = "vLLM to healthy"  # ours, which vLLM's own phases detail
@@ -69,10 +70,10 @@ class StartupTimings:
         if API_UP in line and self.launched is not None:
             self.api_up = self.clock() - self.launched
             return
-        for milestone, text in MILESTONES:
+        for milestone, text, first in MILESTONES:
             if text in line and self.launched is not None:
-                with self._lock:  # the first import; the latest engine
-                    if milestone != "imported" or milestone not in self.reached:
+                with self._lock:
+                    if not (first and milestone in self.reached):
                         self.reached[milestone] = self.clock() - self.launched
                 return
         for phase, pattern in VLLM_PHASES:
