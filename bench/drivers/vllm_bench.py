@@ -23,11 +23,12 @@ def serve(
     input_len: int,
     output_len: int,
     out: Path,
-    backend: str = "openai",
     route: str = "/v1/completions",
 ) -> dict:
     """`vllm bench serve` of `requests` random prompts (`input_len` tokens, `output_len` generated,
-    EOS ignored), `in_flight` at a time, against `endpoint` (a base URL ending in /v1): its figures."""
+    EOS ignored), `in_flight` at a time, against `endpoint` (a base URL ending in /v1): its figures.
+    A chat `route` is driven by vLLM's chat client, each prompt one user message."""
+    backend = "openai-chat" if route.endswith("/chat/completions") else "openai"
     out.mkdir(parents=True, exist_ok=True)
     result = out / "result.json"
     result.unlink(missing_ok=True)
