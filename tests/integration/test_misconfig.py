@@ -34,6 +34,7 @@ from vllm_dropin.errors import ExitCode
 pytestmark = pytest.mark.integration
 
 TINY = "<tiny>"  # stands for the tiny model's folder in a case's parameters
+TINY_ARCHIVE = "<tiny.tar>"  # stands for a tar of the tiny model's folder (artifact_uri: fetched, unpacked)
 BUSY = "<busy>"  # stands for an address another process listens on, in a case's environment
 STOP_AFTER_ERROR_S = 5.0
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ERROR vllm_dropin: (.*)$", re.MULTILINE)
@@ -126,6 +127,9 @@ CASES = [
          ("unknown vLLM flag --max-modle-len (did you mean --max-model-len?)",), engine=["--max-modle-len", "512"],
          params={"artifact_uri": "s3://models/llama", "artifact_endpoint_url": "http://127.0.0.1:9",
                  "artifact_credential": S3_KEYS}),
+    Case("unknown vLLM flag, the model fetched before the check ends: vLLM's parser still says it", "serve", 2,
+         ("unknown vLLM flag --max-modle-len (did you mean --max-model-len?)",), engine=["--max-modle-len", "512"],
+         params={"artifact_uri": TINY_ARCHIVE}),
     Case("artifact store unreachable (check)", "check", 5, ("cannot read from http://127.0.0.1:9",),
          params={"artifact_uri": "s3://models/llama", "artifact_endpoint_url": "http://127.0.0.1:9",
                  "artifact_credential": S3_KEYS}),
@@ -206,7 +210,8 @@ def run_case(case: Case, root: Path, tiny: Path) -> Outcome:
 def _run_case(case: Case, root: Path, tiny: Path, case_env: dict[str, str]) -> Outcome:
     model = str(_model(case, root, tiny))
     folder = _folder(case, root, tiny)
-    params = {k: (model if v == TINY else v) for k, v in case.params.items()}
+    placeholders = {TINY: lambda: model, TINY_ARCHIVE: lambda: shutil.make_archive(str(root / "tiny"), "tar", model)}
+    params = {k: placeholders[v]() if isinstance(v, str) and v in placeholders else v for k, v in case.params.items()}
     base = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_RUNTIME_PARAM_")}
     env = {**base, **runtime_param_env(params), "VLLM_CPU_KVCACHE_SPACE": "1", **case_env}
     args = []

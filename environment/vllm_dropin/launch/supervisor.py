@@ -74,6 +74,7 @@ class Serving:
         self.timings = timings
         self.facts: ModelFacts | None = None  # the model as the pipeline read it (adapters are checked against it)
         self._flags: Future[None] | None = None  # vLLM's parser on the flags, run beside the fetch
+        self._abandon_flags = threading.Event()
 
     def check_flags(self, config: Config) -> None:
         """vLLM's parser checks the flags in the background (it imports vLLM: seconds a start) while
@@ -82,7 +83,7 @@ class Serving:
 
         def run(flags: Future[None]) -> None:
             try:
-                vllm_server.check_flags(config)
+                vllm_server.check_flags(config, self._abandon_flags)
                 flags.set_result(None)
             except BaseException as exc:  # raised where the pipeline waits for it
                 flags.set_exception(exc)
@@ -93,6 +94,14 @@ class Serving:
         """Wait for the flag check; its error, if any."""
         if self._flags is not None:
             self._flags.result()
+
+    def _flags_settled(self) -> None:
+        """Once the model has arrived: the check's error if it has one by now. A check still running
+        is stopped instead of waited for: vLLM's process parses the same flags before it loads
+        anything, with the same one-line error, so waiting would only put an import of vLLM first."""
+        if self._flags is not None and not self._flags.done():
+            self._abandon_flags.set()
+        self._flags_checked()
 
     def _flags_failed(self) -> bool:
         return self._flags is not None and self._flags.done() and self._flags.exception() is not None
@@ -125,7 +134,7 @@ class Serving:
                 return False
             raise
         self.timings.took("fetch", time.monotonic() - began, fetched(folder))
-        self._flags_checked()
+        self._flags_settled()
         return True
 
     def preflight(self, facts: ModelFacts, config: Config) -> None:
