@@ -5,8 +5,9 @@ streamer): our entrypoint's time to ready, and its own account of the phases.
 The store is nanio or moto's server on loopback (`--server`; it is the limit of either path's
 rate: compare the two, not with another store; moto serves ranged reads badly, bench/README #47).
 One untimed start of each first (vLLM's compile cache warm for both: the model's path differs
-between them); then ROUNDS rounds of both in turn, the order swapped each round, each with the
-fetched files removed from cache_dir, so every fetch is whole.
+between them; with `--enforce-eager` there is none, and `--warm-up fetched` warms the host with one);
+then ROUNDS rounds of both in turn, the order swapped each round, each with the fetched files
+removed from cache_dir, so every fetch is whole.
 
     python -m bench.scenarios.streaming --model DIR [--rounds 2] [--server moto] [--engine-args "..."]
 """
@@ -49,6 +50,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--server", choices=sorted(stores.SERVERS), default="nanio", help="the S3-compatible store")
     p.add_argument("--env", action="append", default=[], help="NAME=VALUE for the deployment")
+    p.add_argument("--warm-up", choices=("both", "fetched"), default="both", help="the untimed starts first")
     p.add_argument("--out", type=Path, default=Path(".build/bench-streaming"))
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -62,8 +64,8 @@ def main() -> None:
             "fetched then loaded": {**store, "stream_weights": False},
             "streamed": {**store, "stream_weights": True},
         }
-        for name, params in ways.items():
-            print(json.dumps({"warm-up": started(folder, params, args.env, args.out, name)}), flush=True)
+        for name in list(ways) if args.warm_up == "both" else ["fetched then loaded"]:
+            print(json.dumps({"warm-up": started(folder, ways[name], args.env, args.out, name)}), flush=True)
         runs: dict[str, list[dict]] = {name: [] for name in ways}
         for round_no in range(args.rounds):
             for name in list(ways) if round_no % 2 == 0 else list(ways)[::-1]:
