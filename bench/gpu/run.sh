@@ -16,6 +16,13 @@ bash "$installer" "$stash" "$sum" /tmp/site-vllm
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site-extra "$extra"/*.whl
   touch /tmp/site-extra/.installed
 }
+# The image has its packages' bytecode (install.sh writes it); without it every Python process of
+# the first start compiles vLLM from source (bench/README #48, #51). A file that does not compile
+# is skipped, as pip does.
+[ -f /tmp/site-vllm/.compiled ] || {
+  python3 -m compileall -q -j 0 /tmp/site-vllm /tmp/site-extra > /dev/null || echo "bytecode: some files did not compile"
+  touch /tmp/site-vllm/.compiled
+}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 export PYTHONPATH="/tmp/site-extra:/tmp/site-vllm:$repo/environment:$repo"
 export PATH="/tmp/site-extra/bin:/tmp/site-vllm/bin:$PATH"
