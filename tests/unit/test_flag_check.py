@@ -26,7 +26,7 @@ def _pid(path: Path) -> int:
 
 def test_a_finished_check_gives_its_code_and_lines():
     argv = [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)"]
-    assert vllm_server._finished(argv, dict(os.environ), threading.Event()) == (3, ["out", "err"])
+    assert vllm_server._finished(argv, dict(os.environ), lambda: False) == (3, ["out", "err"])
 
 
 def test_an_abandoned_check_is_stopped_and_says_nothing(tmp_path):
@@ -35,7 +35,7 @@ def test_an_abandoned_check_is_stopped_and_says_nothing(tmp_path):
     result: list[object] = []
     worker = threading.Thread(
         target=lambda: result.append(
-            vllm_server._finished([sys.executable, "-c", SLEEPER, str(pid_file)], dict(os.environ), abandon)
+            vllm_server._finished([sys.executable, "-c", SLEEPER, str(pid_file)], dict(os.environ), abandon.is_set)
         )
     )
     worker.start()

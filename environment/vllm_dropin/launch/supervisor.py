@@ -83,7 +83,7 @@ class Serving:
 
         def run(flags: Future[None]) -> None:
             try:
-                vllm_server.check_flags(config, self._abandon_flags)
+                vllm_server.check_flags(config, self._abandon_flags.is_set)
                 flags.set_result(None)
             except BaseException as exc:  # raised where the pipeline waits for it
                 flags.set_exception(exc)

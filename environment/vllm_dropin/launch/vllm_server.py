@@ -7,7 +7,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ from vllm_dropin.planning.plan import LaunchPlan
 # and DRUM in a venv of its own, so neither closure can break the other.
 VLLM_PYTHON_VAR = "DROPIN_VLLM_PYTHON"
 CHECK_TIMEOUT_S = 600
-ABANDON_POLL_S = 0.2  # how soon an abandoned flag check is stopped
+STOP_POLL_S = 0.2  # how soon a flag check no longer wanted is stopped
 KEY_FILE = "vllm-api-key"  # in cache_dir: vLLM's key for DRUM's workers
 CHILD_NAMES = {"vllm": "vLLM", "drum": "DRUM", "ray": "the Ray head", "ray-nodes": "the Ray node watch"}
 
@@ -59,16 +58,16 @@ def _entry(plan: LaunchPlan, api_key: str, mode: list[str]) -> tuple[list[str], 
     return [vllm_python(), "-m", "vllm_dropin.launch.vllm_entry", *mode], env
 
 
-def check_flags(config: Config, abandon: threading.Event | None = None) -> None:
+def check_flags(config: Config, stopping: Callable[[], bool] = lambda: False) -> None:
     """engine_config.json's flags, the parameters' flags and the batch settings through vLLM's own
     parser and rules, before the model is known (so before a long load_model or download);
-    ConfigError on a bad one. Setting `abandon` stops it, saying nothing: vLLM's process parses
-    the same flags with the same rules before it loads anything."""
+    ConfigError on a bad one. Once `stopping()` it is stopped, saying nothing: vLLM's process
+    parses the same flags with the same rules before it loads anything."""
     env = {**process_env.without_secrets(os.environ), **process_env.cache_env(config.cache_dir)}
     env = process_env.with_package_path(env)
     env[vllm_entry.PLAN_VAR] = vllm_entry.flags_json(config.engine_args, config.param_flags, config.batch)
     prepare_cache(config.cache_dir)
-    _run_check([vllm_python(), "-m", "vllm_dropin.launch.vllm_entry", "--check-flags"], env, abandon)
+    _run_check([vllm_python(), "-m", "vllm_dropin.launch.vllm_entry", "--check-flags"], env, stopping)
 
 
 def check(plan: LaunchPlan) -> list[str]:
@@ -80,10 +79,10 @@ def check(plan: LaunchPlan) -> list[str]:
     return _run_check(*_entry(plan, "<deployment key>", ["--check"]))
 
 
-def _run_check(argv: list[str], env: dict[str, str], abandon: threading.Event | None = None) -> list[str]:
-    """The lines a checking vllm_entry printed for its plan (none if abandoned); its config error,
-    or a StartupError."""
-    finished = _finished(argv, env, abandon or threading.Event())
+def _run_check(argv: list[str], env: dict[str, str], stopping: Callable[[], bool] = lambda: False) -> list[str]:
+    """The lines a checking vllm_entry printed for its plan (none if stopped); its config error, or
+    a StartupError."""
+    finished = _finished(argv, env, stopping)
     if finished is None:
         return []
     code, output = finished
@@ -97,20 +96,21 @@ def _run_check(argv: list[str], env: dict[str, str], abandon: threading.Event | 
     return planned
 
 
-def _finished(argv: list[str], env: dict[str, str], abandon: threading.Event) -> tuple[int, list[str]] | None:
-    """A process's exit code and its output's lines (stdout's, then stderr's); None if `abandon` was
-    set before it ended (it is killed); subprocess.TimeoutExpired after CHECK_TIMEOUT_S."""
+def _finished(argv: list[str], env: dict[str, str], stopping: Callable[[], bool]) -> tuple[int, list[str]] | None:
+    """A process's exit code and its output's lines (stdout's, then stderr's); None if `stopping()`
+    before it ended (it is killed); subprocess.TimeoutExpired after CHECK_TIMEOUT_S."""
     deadline = time.monotonic() + CHECK_TIMEOUT_S
     with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         while True:
             try:
-                stdout, stderr = proc.communicate(timeout=ABANDON_POLL_S)
+                stdout, stderr = proc.communicate(timeout=STOP_POLL_S)
                 return proc.returncode, (stdout + stderr).splitlines()
             except subprocess.TimeoutExpired:
-                if abandon.is_set() or time.monotonic() > deadline:
+                stopped = stopping()
+                if stopped or time.monotonic() > deadline:
                     proc.kill()
                     proc.communicate()
-                    if abandon.is_set():
+                    if stopped:
                         return None
                     raise
 
