@@ -31,6 +31,34 @@ def load_model(code_dir):
         marker.write(f"{os.getpid()}\\n")
 '''
 
+ENDLESS_HOOK = '''"""A load_model that never ends, its work in a pool's thread as a download's would be."""
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+
+def load_model(code_dir):
+    ThreadPoolExecutor(1).submit(time.sleep, 3600).result()
+'''
+
+BESIDE_CHECK_HOOK = '''"""A load_model that fails, saying whether vLLM's flag check ran while it did."""
+import os
+import time
+
+
+def load_model(code_dir):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+            except OSError:
+                continue
+            if b"--check-flags" in cmdline:
+                raise RuntimeError("ran beside the flag check")
+        time.sleep(0.05)
+    raise RuntimeError("saw no flag check")
+'''
+
 
 def plan_of(
     settings: Settings,

@@ -6,12 +6,13 @@ import json
 import re
 import signal
 import threading
+import time
 
 import psutil
 import pytest
 
 from demo.running import RunningEnvironment, runtime_param_env
-from tests.helpers import CPU_ENGINE_ARGS, make_model_folder
+from tests.helpers import CPU_ENGINE_ARGS, ENDLESS_HOOK, make_model_folder
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +54,25 @@ def test_load_model_failure_shows_the_hooks_own_traceback(tmp_path, tiny_model):
     assert LAUNCH_LINE not in log
 
 
+def test_a_stop_while_load_model_runs_ends_at_once_and_leaves_no_process(tmp_path, tiny_model):
+    """A hook cannot be stopped: the process ends without it, the flag check's process with it."""
+    folder = make_model_folder(tmp_path, custom_py=ENDLESS_HOOK)
+    env = RunningEnvironment(folder, tmp_path / "environment.log", env=runtime_param_env({"model": str(tiny_model)}))
+    try:
+        env.wait_log(lambda log: "load_model hook started" in log, 60)
+        deadline = time.monotonic() + 60
+        processes = _ours(env)
+        while not any("--check-flags" in line for line in _alive(processes)):
+            assert time.monotonic() < deadline, "the flag check never started"
+            time.sleep(0.1)  # the poll's interval
+            processes = _ours(env)
+        env.proc.send_signal(signal.SIGTERM)
+        assert env.wait_exit(15) == 0
+        assert _alive(processes) == []
+    finally:
+        env.stop()
+
+
 def _ours(env: RunningEnvironment) -> list[psutil.Process]:
     return [psutil.Process(env.proc.pid), *psutil.Process(env.proc.pid).children(recursive=True)]
 
@@ -62,7 +82,7 @@ def _alive(processes: list[psutil.Process]) -> list[str]:
     for p in processes:
         try:
             if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                alive.append(" ".join(p.cmdline())[:80])
+                alive.append(" ".join(p.cmdline()))
         except psutil.NoSuchProcess:
             pass
     return alive

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from demo.running import REPO, RunningEnvironment, runtime_param_env
-from tests.helpers import CPU_ENGINE_ARGS
+from tests.helpers import BESIDE_CHECK_HOOK, CPU_ENGINE_ARGS, ENDLESS_HOOK
 from vllm_dropin.errors import ExitCode
 
 pytestmark = pytest.mark.integration
@@ -137,6 +137,11 @@ CASES = [
     Case("custom.py does not import", "serve", 3, ("importing", "custom.py failed"), custom_py="def load_model(:\n"),
     Case("load_model raises", "serve", 3, ("load_model in", "raised RuntimeError"),
          custom_py="def load_model(code_dir):\n    raise RuntimeError('bucket unreachable')\n"),
+    Case("load_model raises while the flag check runs: its error, the check not waited for", "serve", 3,
+         ("load_model in", "raised RuntimeError('ran beside the flag check')"), custom_py=BESIDE_CHECK_HOOK),
+    Case("unknown vLLM flag while load_model runs on: the flag, the hook left", "serve", 2,
+         ("unknown vLLM flag --max-modle-len (did you mean --max-model-len?)",), engine=["--max-modle-len", "512"],
+         custom_py=ENDLESS_HOOK),
     # launch
     Case("cache_dir not writable", "serve", 2, ("runtime parameter 'cache_dir': cannot create",),
          params={"model": TINY, "cache_dir": "/proc/vllm-cache"}),

@@ -13,9 +13,12 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -56,6 +59,21 @@ def _install_signal_handlers(stop: threading.Event) -> dict[int, object]:
     return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
+def _in_background(name: str, work: Callable[[], None]) -> Future[None]:
+    """`work` in a daemon thread; its end, or its error, in the Future returned."""
+    done: Future[None] = Future()
+
+    def run() -> None:
+        try:
+            work()
+            done.set_result(None)
+        except BaseException as exc:  # raised where the pipeline waits for it
+            done.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return done
+
+
 def _watch(children: list[Child], stop: threading.Event) -> Child | None:
     """Block until a child exits (returned) or `stop` is set (None)."""
     while not stop.wait(WATCH_S):
@@ -73,22 +91,14 @@ class Serving:
         self.stop = stop
         self.timings = timings
         self.facts: ModelFacts | None = None  # the model as the pipeline read it (adapters are checked against it)
-        self._flags: Future[None] | None = None  # vLLM's parser on the flags, run beside the fetch
+        self._flags: Future[None] | None = None  # vLLM's parser on the flags, run beside the hook and the fetch
         self._abandon_flags = threading.Event()
+        self._hook: Future[None] | None = None  # load_model, run beside the flag check
 
     def check_flags(self, config: Config) -> None:
         """vLLM's parser checks the flags in the background (it imports vLLM: seconds a start) while
-        the model arrives; a bad flag stops the fetch, and a hook runs only once they passed."""
-        self._flags = Future()
-
-        def run(flags: Future[None]) -> None:
-            try:
-                vllm_server.check_flags(config, self._abandon_flags.is_set)
-                flags.set_result(None)
-            except BaseException as exc:  # raised where the pipeline waits for it
-                flags.set_exception(exc)
-
-        threading.Thread(target=run, args=(self._flags,), name="check-flags", daemon=True).start()
+        the model arrives; a bad flag stops the fetch, and ends the start while a hook runs."""
+        self._flags = _in_background("check-flags", lambda: vllm_server.check_flags(config, self._abandon_flags.is_set))
 
     def _flags_checked(self) -> None:
         """Wait for the flag check; its error, if any."""
@@ -107,15 +117,36 @@ class Serving:
         return self._flags is not None and self._flags.done() and self._flags.exception() is not None
 
     def run_hook(self, hook: pipeline.Hook, config: Config) -> bool:
+        """load_model beside the flag check, which would otherwise delay every start with a hook. A bad
+        flag still ends the start as soon as it is known, and a stop request at once: a running hook
+        cannot be stopped, so it is left to the process's end (`hook_running`)."""
         self.reporter.report(
             "load_model hook started", f"running load_model from {config.code_dir / model_hook.CUSTOM_FILE}"
         )
-        self._flags_checked()  # a hook may download for long: a bad flag first
         began = time.monotonic()
-        model_hook.run(hook, config.code_dir)
+        self._hook = _in_background("load-model", lambda: model_hook.run(hook, config.code_dir))
+        while True:
+            ran = futures.wait([self._hook], timeout=WATCH_S).done
+            if self._flags_failed():
+                self._flags_checked()  # a bad flag is the first thing to fix
+            if ran:
+                break
+            if self.stop.is_set():
+                return False  # asked to stop while the hook ran: launch nothing
+        self._hook.result()
         self.timings.took("load_model", time.monotonic() - began)
         self.reporter.report("load_model hook finished")
-        return not self.stop.is_set()  # asked to stop while the hook ran: launch nothing
+        return not self.stop.is_set()
+
+    def hook_running(self) -> bool:
+        """load_model was left running (a bad flag or a stop request ended the start first)."""
+        return self._hook is not None and not self._hook.done()
+
+    def close(self) -> None:
+        """Stop a flag check still running (its process with it) and wait for it to end."""
+        if self._flags is not None:
+            self._abandon_flags.set()
+            futures.wait([self._flags])
 
     def no_model(self, error: ConfigError, config: Config) -> ModelSource:
         raise error
@@ -138,6 +169,7 @@ class Serving:
         return True
 
     def preflight(self, facts: ModelFacts, config: Config) -> None:
+        self._flags_settled()  # the model is here (a hook's, or fetched): vLLM's process checks the flags too
         self.facts = facts
         preflight.check(facts, config.settings, config.engine_args, os.environ)
         self.say("preflight", "passed")
@@ -171,18 +203,16 @@ def _over_ray_cluster(
 def _run(
     code_dir: Path,
     address: str,
-    reporter: events.EventReporter,
-    stop: threading.Event,
+    serving: Serving,
     children: list[Child],
     ready: threading.Event,
     run_dir: Path,
     services: list[AdapterService],
 ) -> ExitCode:
+    reporter, stop, timings = serving.reporter, serving.stop, serving.timings
     settings = runtime_params.read()
     reporter.set_verify_ssl(settings.verifySSL)
     drum_server.check_address(address)  # before a long load_model or download, not after
-    timings = StartupTimings()
-    serving = Serving(reporter, stop, timings)
     plan = pipeline.run(code_dir, settings, os.environ, serving)
     if plan is None:
         return ExitCode.OK
@@ -266,15 +296,17 @@ def serve(code_dir: Path, address: str) -> int:
     reporter = events.EventReporter(os.environ)
     stop = threading.Event()
     previous = _install_signal_handlers(stop)
+    serving = Serving(reporter, stop, StartupTimings())
     children: list[Child] = []
     ready = threading.Event()
     run_dir = Path(tempfile.mkdtemp(prefix="vllm-dropin-run-"))  # this launch's files, gone when it ends
     services: list[AdapterService] = []
     try:
-        return _run(code_dir, address, reporter, stop, children, ready, run_dir, services)
+        exit_code = _run(code_dir, address, serving, children, ready, run_dir, services)
     except DropinError as exc:
-        return report_failure(exc, reporter)
+        exit_code = report_failure(exc, reporter)
     finally:
+        serving.close()
         draining = ready.is_set() and stop.is_set() and all(child.poll() is None for child in children)
         for child in reversed(children):
             code = child.stop(DRAIN_GRACE_S[child.name] if draining else FAILED_GRACE_S)
@@ -285,3 +317,16 @@ def serve(code_dir: Path, address: str) -> int:
         reporter.close()
         for sig, old in previous.items():
             signal.signal(sig, old)
+    if serving.hook_running():
+        _exit_leaving_hook(exit_code)
+    return exit_code
+
+
+def _exit_leaving_hook(exit_code: int) -> None:
+    """End the process now: an interpreter's normal exit would wait for the threads a running
+    load_model started (a download's pool, say), which nothing can stop."""
+    log.info("load_model is still running: the process ends without it")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)
