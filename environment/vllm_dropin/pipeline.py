@@ -1,7 +1,7 @@
 """The launch as one way through its stages; `serve` and `check` run the same `run`.
 
     config     runtime parameters + engine_config.json      -> Config
-    flags      vLLM's parser checks them, before anything slow (a hook or a download) follows
+    flags      vLLM's parser checks them, beside anything slow (a hook or a download)
     hook       the model's load_model(code_dir), once
     source     which model: --model in engine_config.json, ${CODE_DIR}/vllm/, artifact_uri, 'model'
     fetch      artifact_uri into cache_dir
@@ -44,7 +44,7 @@ class Effects(Protocol):
     """The steps that act on the world: `serve` does them, `check` describes them."""
 
     def check_flags(self, config: Config) -> None:
-        """vLLM's parser on the flags, before a slow step."""
+        """vLLM's parser on the flags, beside a slow step (a bad flag ends it)."""
 
     def run_hook(self, hook: Hook, config: Config) -> bool:
         """Run load_model; False if asked to stop meanwhile."""
