@@ -75,4 +75,23 @@ for path in sorted(p for p in paths if os.path.isdir(p)):
     print(f"bytecode for {path}: {'written' if whole else 'written, but for files that do not compile'}")
 PY
 fi
+
+# vLLM inspects the served architecture's class in a subprocess that imports vLLM again, at every
+# start whose cache_dir has no info on that class (seconds of each first start). Write the info of
+# every architecture this vLLM can import now, with vLLM's own code, into the venv; each start copies
+# it into cache_dir (vllm_dropin/launch/model_infos.py). Here the inspection runs in this process.
+VLLM_CACHE_ROOT="$venv/share/vllm-dropin/vllm-cache" VLLM_LOGGING_LEVEL=ERROR "$vllm_py" - 2>/dev/null <<'PY' ||
+from vllm.model_executor.models import registry
+
+registry._run_in_subprocess = lambda inspect: inspect()  # this process is the throwaway one
+written = 0
+for model in registry.ModelRegistry.models.values():
+    try:
+        model.inspect_model_cls()
+        written += 1
+    except Exception:  # a model whose imports this install lacks: vLLM cannot load it either
+        pass
+print(f"vLLM's model infos: {written} of {len(registry.ModelRegistry.models)} architectures")
+PY
+  echo "install.sh: vLLM's model infos not written: each first start inspects its model in a subprocess"
 "$py" -c "import datarobot_drum, openai, jsonschema, yaml, requests"

@@ -73,6 +73,21 @@ def test_a_stop_while_load_model_runs_ends_at_once_and_leaves_no_process(tmp_pat
         env.stop()
 
 
+def test_a_first_start_finds_vllms_model_info_from_the_install(tmp_path, tiny_model):
+    """An empty cache_dir: vLLM reads its architecture's info from the cache the install filled
+    instead of inspecting the class in a process that imports vLLM again."""
+    folder = make_model_folder(tmp_path)
+    params = {"model": str(tiny_model), "cache_dir": str(tmp_path / "cache")}
+    env = RunningEnvironment(
+        folder, tmp_path / "environment.log", env={**runtime_param_env(params), "VLLM_LOGGING_LEVEL": "DEBUG"}
+    )
+    try:
+        env.wait_ready()
+        assert "Loaded model info for class vllm.model_executor.models.llama.LlamaForCausalLM from cache" in env.log()
+    finally:
+        env.stop()
+
+
 def _ours(env: RunningEnvironment) -> list[psutil.Process]:
     return [psutil.Process(env.proc.pid), *psutil.Process(env.proc.pid).children(recursive=True)]
 

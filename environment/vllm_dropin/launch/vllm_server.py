@@ -15,7 +15,7 @@ from vllm_dropin import health
 from vllm_dropin.config import Config
 from vllm_dropin.contract import VllmEndpoint
 from vllm_dropin.errors import ConfigError, DropinError, ExitCode, ServingError, StartupError
-from vllm_dropin.launch import failure, process_env, vllm_entry
+from vllm_dropin.launch import failure, model_infos, process_env, vllm_entry
 from vllm_dropin.launch.processes import SHOWN_LINES, Child
 from vllm_dropin.model.artifacts import cache_lock
 from vllm_dropin.planning.plan import LaunchPlan
@@ -36,14 +36,17 @@ def free_port() -> int:
 
 
 def prepare_cache(cache_dir: Path) -> None:
-    """Every cache folder under cache_dir made and writable, or ConfigError naming it."""
-    for path in process_env.cache_env(cache_dir).values():
+    """Every cache folder under cache_dir made and writable, or ConfigError naming it; vLLM's model
+    infos in it from the install."""
+    folders = process_env.cache_env(cache_dir)
+    for path in folders.values():
         try:
             Path(path).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"runtime parameter 'cache_dir': cannot create {path}: {exc.strerror}") from None
         if not os.access(path, os.W_OK):
             raise ConfigError(f"runtime parameter 'cache_dir': {path} is not writable")
+    model_infos.seed(Path(folders["VLLM_CACHE_ROOT"]))
 
 
 def vllm_python() -> str:
