@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tests.helpers import plan_of
 from vllm_dropin.config import runtime_params
+from vllm_dropin.launch import model_infos
 from vllm_dropin.launch.startup_timings import VLLM_PHASE, StartupTimings, cold_or_warm
 
 GPU_LINES = [  # vLLM 0.25 on an H100, two API servers, as relayed
@@ -83,15 +84,21 @@ def test_vllm_imported_is_its_first_api_server_and_engine_up_the_last_engine():
 def test_check_says_which_phases_will_be_cold(tmp_path, tiny_model):
     params = {"model": str(tiny_model), "cache_dir": str(tmp_path / "cache")}
     eager = plan_of(runtime_params.parse(params), ["--enforce-eager"], tmp_path)
-    assert cold_or_warm(eager) == ["compile and graph capture: none (--enforce-eager)"]
+    assert cold_or_warm(eager) == [model_infos.describe(), "compile and graph capture: none (--enforce-eager)"]
     compiled = plan_of(runtime_params.parse(params), [], tmp_path)
-    [compile_line, graphs] = cold_or_warm(compiled)
+    [_, compile_line, graphs] = cold_or_warm(compiled)
     assert compile_line.startswith("compile: nothing in ") and "(cold: the first start compiles" in compile_line
     assert graphs.startswith("CUDA graph capture: at every start")
     (tmp_path / "cache" / "vllm" / "torch_compile_cache" / "a1b2c3").mkdir(parents=True)
-    assert cold_or_warm(compiled)[0].startswith("compile: 1 compiled model(s) in ")
+    assert cold_or_warm(compiled)[1].startswith("compile: 1 compiled model(s) in ")
     hub = plan_of(runtime_params.parse({**params, "model": "org/some-model"}), ["--enforce-eager"], tmp_path)
     assert cold_or_warm(hub)[0].startswith("weights: downloaded from the hub (cold) under ")
+
+
+def test_check_says_whether_the_install_has_vllms_model_infos(tmp_path):
+    assert model_infos.describe(tmp_path).startswith("model class info: none in the install")
+    (tmp_path / "llama-LlamaForCausalLM.json").write_text("{}")
+    assert model_infos.describe(tmp_path).startswith("model class info: from the install (1 files in ")
 
 
 def test_vllms_key_is_the_same_at_every_start_of_a_cache_dir_and_only_its_owners(tmp_path):

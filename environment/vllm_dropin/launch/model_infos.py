@@ -38,3 +38,14 @@ def seed(vllm_cache_root: Path, seed_folder: Path = SEED) -> int:
         os.replace(part.name, present)
         written += 1
     return written
+
+
+def describe(seed_folder: Path = SEED) -> str:
+    """For `check`: whether a first start inspects the model's class in a process of its own."""
+    count = len(list(seed_folder.glob("*.json"))) if seed_folder.is_dir() else 0
+    if count:
+        return f"model class info: from the install ({count} files in {seed_folder}): not inspected at start"
+    return (
+        f"model class info: none in the install ({seed_folder}): the first start with this cache_dir inspects "
+        "the model's class in a process that imports vLLM (cold)"
+    )

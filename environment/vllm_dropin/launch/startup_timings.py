@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vllm_dropin.config import vllm_flags
-from vllm_dropin.launch import process_env
+from vllm_dropin.launch import model_infos, process_env
 from vllm_dropin.planning.plan import LaunchPlan
 
 # vLLM's own lines (v0.25-0.32) and the phase each times; a phase logged by several engines (data
@@ -113,6 +113,7 @@ def cold_or_warm(plan: LaunchPlan) -> list[str]:
         hub = Path(caches["HF_HOME"])
         cached = any(hub.glob(f"hub/models--{plan.model.ref.replace('/', '--')}/snapshots/*/config.json"))
         lines.append(f"weights: {'in the hub cache' if cached else 'downloaded from the hub (cold)'} under {hub}")
+    lines.append(model_infos.describe())
     if vllm_flags.long_flag(plan.engine_args, "enforce_eager") in (True, "true", "True"):
         lines.append("compile and graph capture: none (--enforce-eager)")
         return lines
