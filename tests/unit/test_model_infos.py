@@ -31,3 +31,12 @@ def test_an_install_without_infos_changes_nothing(tmp_path):
     root = tmp_path / "cache" / "vllm"
     assert model_infos.seed(root, tmp_path / "none") == 0
     assert not root.exists()
+
+
+def test_a_write_that_fails_is_one_warning_and_the_start_goes_on(tmp_path, caplog):
+    seed, root = _seed(tmp_path), tmp_path / "cache" / "vllm"
+    root.mkdir(parents=True)
+    (root / model_infos.FOLDER).write_text("not a folder")
+    assert model_infos.seed(root, seed) == 0
+    [warning] = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warning.startswith(f"vLLM's model infos not copied into {root / model_infos.FOLDER}: ")

@@ -10,10 +10,13 @@ file against its source's hash, so a file that does not match the vLLM running i
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
+
+log = logging.getLogger("vllm_dropin")
 
 FOLDER = "modelinfos"  # under VLLM_CACHE_ROOT, as vLLM names it
 SEED = Path(sys.prefix) / "share" / "vllm-dropin" / "vllm-cache" / FOLDER  # install.sh writes it
@@ -22,21 +25,25 @@ SEED = Path(sys.prefix) / "share" / "vllm-dropin" / "vllm-cache" / FOLDER  # ins
 def seed(vllm_cache_root: Path, seed_folder: Path = SEED) -> int:
     """The install's model infos into `vllm_cache_root`, each one missing or different there (the
     install's match the vLLM installed: a persistent cache_dir may hold an older vLLM's); how many
-    were written. Each is written whole (replicas may share cache_dir)."""
+    were written. Each is written whole (replicas may share cache_dir). A write that fails is one
+    warning: vLLM then inspects the model's class itself, as without an install's infos."""
     if not seed_folder.is_dir():
         return 0
     target = vllm_cache_root / FOLDER
-    target.mkdir(parents=True, exist_ok=True)
     written = 0
-    for info in sorted(seed_folder.glob("*.json")):
-        text = info.read_bytes()
-        present = target / info.name
-        if present.is_file() and present.read_bytes() == text:
-            continue
-        with tempfile.NamedTemporaryFile(dir=target, prefix=f".{info.name}.", delete=False) as part:
-            part.write(text)
-        os.replace(part.name, present)
-        written += 1
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for info in sorted(seed_folder.glob("*.json")):
+            text = info.read_bytes()
+            present = target / info.name
+            if present.is_file() and present.read_bytes() == text:
+                continue
+            with tempfile.NamedTemporaryFile(dir=target, prefix=f".{info.name}.", delete=False) as part:
+                part.write(text)
+            os.replace(part.name, present)
+            written += 1
+    except OSError as exc:
+        log.warning("vLLM's model infos not copied into %s: %s", target, exc.strerror or exc)
     return written
 
 
