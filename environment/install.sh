@@ -2,11 +2,39 @@
 # Install locked closures into a virtual environment (created if missing). This is the image's
 # install step (both Dockerfiles RUN exactly `install.sh /opt/venv requirements.lock`), and the
 # Makefile and the tarball test run it too, so all of them install exactly the same things.
-#   usage: install.sh VENV LOCKFILE [LOCKFILE ...]
+#   usage: install.sh VENV LOCKFILE [LOCKFILE ...]   (or --model-infos VLLM_PYTHON PREFIX, below)
 # Env: PYTHON makes the venv (default python3); VLLM_VERSION, when set, must be the version of
 # vLLM that DROPIN_VLLM_PYTHON (default: the venv's python) imports, or the install fails;
 # VLLM_VERSION=any (an image built with ./build.sh --base-image) takes whatever vLLM it has.
 set -euo pipefail
+
+# vLLM inspects the served architecture's class in a subprocess that imports vLLM again, at every
+# start whose cache_dir has no info on that class (seconds of each first start). Write the info of
+# every architecture this vLLM can import, with vLLM's own code, under PREFIX (the supervisor's
+# sys.prefix: the venv); each start copies it into cache_dir (vllm_dropin/launch/model_infos.py).
+# Here the inspection runs in this process.
+write_model_infos() {  # VLLM_PYTHON PREFIX
+  VLLM_CACHE_ROOT="$2/share/vllm-dropin/vllm-cache" VLLM_LOGGING_LEVEL=ERROR "$1" - 2>/dev/null <<'PY' ||
+from vllm.model_executor.models import registry
+
+registry._run_in_subprocess = lambda inspect: inspect()  # this process is the throwaway one
+written = 0
+for model in registry.ModelRegistry.models.values():
+    try:
+        model.inspect_model_cls()
+        written += 1
+    except Exception:  # a model whose imports this install lacks: vLLM cannot load it either
+        pass
+print(f"vLLM's model infos: {written} of {len(registry.ModelRegistry.models)} architectures")
+PY
+    echo "install.sh: vLLM's model infos not written: each first start inspects its model in a subprocess"
+}
+# `install.sh --model-infos VLLM_PYTHON PREFIX`: that step alone, for a host with vLLM but not this
+# install (bench/gpu/run.sh).
+if [ "${1:-}" = --model-infos ]; then
+  write_model_infos "$2" "$3"
+  exit 0
+fi
 [ $# -ge 2 ] || { echo "usage: $0 VENV LOCKFILE [LOCKFILE ...]" >&2; exit 2; }
 venv=$1; shift
 [ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
@@ -76,22 +104,5 @@ for path in sorted(p for p in paths if os.path.isdir(p)):
 PY
 fi
 
-# vLLM inspects the served architecture's class in a subprocess that imports vLLM again, at every
-# start whose cache_dir has no info on that class (seconds of each first start). Write the info of
-# every architecture this vLLM can import now, with vLLM's own code, into the venv; each start copies
-# it into cache_dir (vllm_dropin/launch/model_infos.py). Here the inspection runs in this process.
-VLLM_CACHE_ROOT="$venv/share/vllm-dropin/vllm-cache" VLLM_LOGGING_LEVEL=ERROR "$vllm_py" - 2>/dev/null <<'PY' ||
-from vllm.model_executor.models import registry
-
-registry._run_in_subprocess = lambda inspect: inspect()  # this process is the throwaway one
-written = 0
-for model in registry.ModelRegistry.models.values():
-    try:
-        model.inspect_model_cls()
-        written += 1
-    except Exception:  # a model whose imports this install lacks: vLLM cannot load it either
-        pass
-print(f"vLLM's model infos: {written} of {len(registry.ModelRegistry.models)} architectures")
-PY
-  echo "install.sh: vLLM's model infos not written: each first start inspects its model in a subprocess"
+write_model_infos "$vllm_py" "$venv"
 "$py" -c "import datarobot_drum, openai, jsonschema, yaml, requests"

@@ -29,6 +29,11 @@ export PATH="/tmp/site-extra/bin:/tmp/site-vllm/bin:$PATH"
 # Measured needs of this host (../shared/gpu/README.md), and NVLink multicast off everywhere.
 export VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+# The image's install writes vLLM's model infos (install.sh); here, under this Python's prefix.
+[ -f /tmp/site-vllm/.model-infos ] || {
+  bash "$repo/environment/install.sh" --model-infos python3 "$(python3 -c 'import sys; print(sys.prefix)')"
+  touch /tmp/site-vllm/.model-infos
+}
 model=/tmp/model-${SIZE:-1b}${SHARD:+-$SHARD}  # SIZE=8b: Llama-3-8B's shape
 [ -f "$model/config.json" ] || python3 -m demo.tiny_model "$model" --size "${SIZE:-1b}" --device cuda \
   ${SHARD:+--max-shard-size "$SHARD"}
